@@ -1,0 +1,129 @@
+"""The ``lpo-ci`` command: the same runner as the pytest plugin, one template at a time."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE = 0, 1, 3, 2
+
+
+def _project_root(start: Path) -> Path:
+    """The nearest folder with a pyproject.toml (else the git top level, else ``start``)."""
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file() or (folder / ".git").exists():
+            return folder
+    return start
+
+
+@contextlib.contextmanager
+def progress_bar(label: str):
+    """A progress bar on an interactive terminal; None (no output) in CI logs and pipes."""
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(desc=label, unit="call", leave=False, dynamic_ncols=True) as bar:
+        yield bar
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .errors import LpoError
+    from .report import build_report, terminal_summary, write_json
+    from .runner import Session, failure_text
+    from .spec import load_settings, read_template
+
+    try:
+        paths = [Path(p).resolve() for p in args.templates]
+        for path in paths:
+            if not path.is_file():
+                raise LpoError("no such template file", path=path, hint="check the path")
+        root = Path(args.root).resolve() if args.root else _project_root(paths[0].parent)
+        overrides = {"model": args.model, "samples": args.samples, "seed": args.seed,
+                     "concurrency": args.concurrency, "cache_dir": args.cache_dir,
+                     "data_dir": args.data_dir, "api_base": args.api_base, "mode": args.mode}
+        settings = load_settings(root, overrides)
+        session = Session(settings, base_ref=args.base, use_git=not args.no_base)
+        items, worst = [], EXIT_OK
+        for path in paths:
+            template = read_template(settings, path)
+            try:
+                with progress_bar(template.relpath) as bar:
+                    result = session.run(template, bar)
+            except LpoError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                worst = max(worst, EXIT_ERROR)
+                continue
+            data = result.to_dict()
+            data["fingerprint"] = result.fingerprint
+            items.append(data)
+            if result.status != "pass":
+                print(failure_text(result), file=sys.stderr)
+                worst = max(worst, EXIT_FAIL if result.status == "fail" else EXIT_ERROR)
+        if items:
+            print(terminal_summary(items), end="")
+        if args.report:
+            write_json(args.report, build_report(items, base_rev=session.base_rev))
+        return worst
+    except LpoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="lpo-ci", description=(
+        "Test prompt templates like code: score them on a benchmark through litellm and "
+        "compare with the base branch."))
+    parser.add_argument("--version", action="version", version=f"lpo-ci {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ev = commands.add_parser("eval", help="score templates and gate them against their base version",
+                             description="Exit status: 0 pass, 1 regression, 2 bad input, 3 evaluation error.")
+    ev.add_argument("templates", nargs="+", help="template files")
+    ev.add_argument("--model", help="litellm model name (overrides [tool.lpo_ci], not the template's spec)")
+    ev.add_argument("--samples", type=int, help="examples per template")
+    ev.add_argument("--seed", type=int, help="sampling seed")
+    ev.add_argument("--mode", choices=["chat", "completion"], help="chat messages or raw text completion")
+    ev.add_argument("--api-base", help="URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp)")
+    ev.add_argument("--concurrency", type=int, help="concurrent model calls")
+    ev.add_argument("--base", help="git ref of the base version")
+    ev.add_argument("--no-base", action="store_true", help="do not compare with git; report the head alone")
+    ev.add_argument("--report", help="write the JSON report to this file")
+    ev.add_argument("--cache-dir", help="response cache directory")
+    ev.add_argument("--data-dir", help="local mirror of the benchmark data")
+    ev.add_argument("--root", help="project root (default: nearest folder with pyproject.toml)")
+    ev.set_defaults(handler=_eval)
+    demo = commands.add_parser("demo", help="gate a prompt regression end to end on the embedded local model",
+                               description="Builds a throwaway git repository from an example project, "
+                                           "applies a bad prompt edit as a pull request and runs the gate.")
+    demo.add_argument("--example", default="review-sentiment", help="example project to use")
+    demo.add_argument("--keep", help="build the repository in this folder and keep it")
+    demo.add_argument("--cache-dir", help="response cache directory (default: inside the repository)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .errors import LpoError
+
+    try:
+        return run_demo(args.example, Path(args.keep) if args.keep else None,
+                        Path(args.cache_dir).resolve() if args.cache_dir else None)
+    except LpoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

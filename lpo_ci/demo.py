@@ -1,0 +1,89 @@
+"""``lpo-ci demo``: the whole job, end to end, offline, on the embedded model.
+
+Copies an example project into a throwaway git repository, commits its good
+template as the base branch, applies a plausible bad edit as the "pull
+request", and runs the gate: the regression it finds is shown with the
+statistics behind it. Nothing is faked: the model is the real local one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DEFAULT_EXAMPLE = "review-sentiment"
+PATCH_NAME = "demo-pr.patch"
+
+
+def examples_dir() -> Path:
+    """The example projects: packaged in the wheel, or the checkout's ``examples/``."""
+    packaged = Path(__file__).parent / "examples"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "examples"
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env_args = ["-c", "user.name=lpo-ci demo", "-c", "user.email=demo@lpo-ci.invalid",
+                "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"]
+    result = subprocess.run(["git", *env_args, *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def run_demo(example: str = DEFAULT_EXAMPLE, keep: Path | None = None, cache_dir: Path | None = None) -> int:
+    from .cli import progress_bar
+    from .errors import LpoError
+    from .report import terminal_summary
+    from .runner import Session, failure_text
+    from .spec import discover, load_settings, read_template
+
+    source = examples_dir() / example
+    if not (source / PATCH_NAME).is_file():
+        available = sorted(p.name for p in examples_dir().iterdir() if (p / PATCH_NAME).is_file()) \
+            if examples_dir().is_dir() else []
+        raise LpoError(f"no demo example named '{example}'", path=source,
+                       hint="choose one of: " + (", ".join(available) or "(none found)"))
+    workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="lpo-ci-demo-"))
+    repo = workdir / example
+    if repo.exists():
+        shutil.rmtree(repo)
+    shutil.copytree(source, repo, ignore=shutil.ignore_patterns(PATCH_NAME, ".lpo-ci", "__pycache__"))
+    _say(f"1. A throwaway git repository with the example '{example}': {repo}")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "base: the prompt as it is on main")
+    _say("   committed the good template as the base branch (main)")
+    _git(repo, "apply", str(source / PATCH_NAME))
+    _say("2. The pull request, a plausible edit that shortens the prompt:")
+    _say("   " + _git(repo, "diff", "--stat").strip())
+    for line in _git(repo, "diff", "-U1").splitlines()[4:]:
+        _say("   " + line)
+    _say("3. The gate: base and head scored on the same examples, paired test")
+    overrides = {"cache_dir": str(cache_dir)} if cache_dir else {}
+    settings = load_settings(repo, overrides)
+    session = Session(settings)
+    items, status = [], 0
+    for path in discover(settings):
+        template = read_template(settings, path)
+        with progress_bar(f"   {template.relpath}") as bar:
+            result = session.run(template, bar)
+        items.append(result.to_dict())
+        _say()
+        _say(failure_text(result))
+        status = max(status, {"pass": 0, "fail": 1, "error": 3}[result.status])
+    _say()
+    _say(terminal_summary(items, [f"model: {items[0]['model']}"] if items else None).rstrip())
+    _say()
+    if status == 1:
+        _say("The gate caught the regression: in CI, `pytest --lpo` fails this pull request.")
+    elif status == 0:
+        _say("No significant regression this time.")
+    _say(f"Try it yourself: cd {repo} && pytest --lpo")
+    return 0 if status in (0, 1) else status

@@ -1,0 +1,41 @@
+"""Errors a user can act on: each names the file and line at fault and what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LpoError(Exception):
+    """An error caused by the user's input, shown without a traceback.
+
+    ``path`` and ``line`` (1-based) locate the fault; ``hint`` says what to do.
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None,
+                 line: int | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.hint = hint
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path:
+            where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
+        text = f"{where}{self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class SpecError(LpoError):
+    """A template, its test spec or the project settings are invalid."""
+
+
+class DataError(LpoError):
+    """A benchmark or dataset could not be loaded or lacks a field."""
+
+
+class EvaluationError(LpoError):
+    """The evaluation itself cannot be trusted (provider down, too many failed calls)."""

@@ -1,0 +1,229 @@
+"""Every model call, through litellm.
+
+Bounded concurrency (evaluation is I/O-bound), retries with exponential
+backoff that honour a provider's ``Retry-After``, timeouts, deterministic
+parameters, our own response cache, and token / cost / latency accounting.
+litellm is imported on first use: it is slow to import and, unless told to
+use its bundled price list, tries the network at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from dataclasses import dataclass, field, asdict
+from typing import Any
+
+from .cache import ResponseCache, cache_key
+
+MAX_BACKOFF_SECONDS = 30.0
+
+
+def import_litellm():
+    """Import litellm offline and quiet."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    import litellm
+
+    from .local_model import register
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    register(litellm)
+    return litellm
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """What determines a response: part of the cache key."""
+
+    model: str
+    mode: str = "chat"  # "chat" (messages) or "completion" (raw text prompt)
+    temperature: float = 0.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] | None = None
+    api_base: str | None = None
+    seed: int | None = 0
+
+    def request(self, prompt: str) -> dict[str, Any]:
+        return {**asdict(self), "stop": list(self.stop) if self.stop else None, "prompt": prompt}
+
+
+@dataclass
+class Completion:
+    """One call's outcome: ``text`` is None when the call failed (``error`` says why)."""
+
+    text: str | None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency: float = 0.0
+    cached: bool = False
+    attempts: int = 0
+
+
+@dataclass
+class Usage:
+    """Counters for an item or a run; cached calls cost nothing."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency: float = 0.0
+
+    def add(self, completion: Completion) -> None:
+        if completion.cached:
+            self.cache_hits += 1
+        else:
+            self.calls += 1
+            self.retries += max(0, completion.attempts - 1)
+            self.prompt_tokens += completion.prompt_tokens
+            self.completion_tokens += completion.completion_tokens
+            self.cost += completion.cost
+            self.latency += completion.latency
+        if completion.text is None:
+            self.errors += 1
+
+    def merge(self, other: "Usage") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tokens": self.tokens, "cost": round(self.cost, 6),
+                "latency": round(self.latency, 3)}
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds the provider asked us to wait, from a ``Retry-After`` header."""
+    for headers in (getattr(exc, "litellm_response_headers", None),
+                    getattr(getattr(exc, "response", None), "headers", None)):
+        if not headers:
+            continue
+        value = headers.get("retry-after") or headers.get("Retry-After")
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _is_transient(litellm, exc: BaseException) -> bool:
+    """Rate limits, server errors, timeouts and dropped connections are worth a retry."""
+    transient = tuple(getattr(litellm, name) for name in (
+        "RateLimitError", "InternalServerError", "ServiceUnavailableError",
+        "APIConnectionError", "Timeout") if hasattr(litellm, name))
+    if isinstance(exc, transient):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+@dataclass
+class ModelClient:
+    """Calls one model with bounded concurrency, retries and a response cache."""
+
+    params: ModelParams
+    cache: ResponseCache = field(default_factory=lambda: ResponseCache(None))
+    concurrency: int = 8
+    retries: int = 4
+    timeout: float = 120.0
+    backoff: float = 0.5
+    _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    def _limit(self) -> asyncio.Semaphore:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+        return self._semaphore
+
+    async def complete(self, prompt: str) -> Completion:
+        """The model's answer to ``prompt``, from the cache when possible."""
+        key = cache_key(self.params.request(prompt))
+        hit = self.cache.get(key)
+        if hit is not None:
+            return Completion(text=hit["text"], prompt_tokens=hit.get("prompt_tokens", 0),
+                              completion_tokens=hit.get("completion_tokens", 0), cached=True)
+        async with self._limit():
+            completion = await self._call_with_retries(prompt)
+        if completion.text is not None:
+            self.cache.put(key, {"text": completion.text, "prompt_tokens": completion.prompt_tokens,
+                                 "completion_tokens": completion.completion_tokens,
+                                 "cost": completion.cost, "model": self.params.model})
+        return completion
+
+    async def complete_all(self, prompts: list[str]) -> list[Completion]:
+        return list(await asyncio.gather(*(self.complete(p) for p in prompts)))
+
+    async def _call_with_retries(self, prompt: str) -> Completion:
+        litellm = import_litellm()
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._call(litellm, prompt)
+            except Exception as exc:  # noqa: BLE001 - every provider failure is reported, not raised
+                if attempt <= self.retries and _is_transient(litellm, exc):
+                    wait = _retry_after(exc)
+                    if wait is None:
+                        wait = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+                    await asyncio.sleep(min(wait, MAX_BACKOFF_SECONDS))
+                    continue
+                return Completion(text=None, error=_describe(exc), attempts=attempt,
+                                  latency=time.perf_counter() - started)
+            return self._completion(litellm, response, attempt, time.perf_counter() - started)
+
+    async def _call(self, litellm, prompt: str):
+        p = self.params
+        kwargs: dict[str, Any] = {
+            "model": p.model, "temperature": p.temperature, "max_tokens": p.max_tokens,
+            "timeout": self.timeout, "max_retries": 0,
+        }
+        if p.stop:
+            kwargs["stop"] = list(p.stop)
+        if p.api_base:
+            kwargs["api_base"] = p.api_base
+            key = os.environ.get("LPO_CI_API_KEY")
+            if key is None and p.model.split("/")[0] in ("openai", "text-completion-openai") \
+                    and not os.environ.get("OPENAI_API_KEY"):
+                key = "no-key"  # self-hosted OpenAI-compatible servers accept any key
+            if key is not None:
+                kwargs["api_key"] = key
+        if p.seed is not None:
+            kwargs["seed"] = p.seed
+        kwargs["drop_params"] = True  # providers that lack seed or stop ignore them
+        if p.mode == "completion":
+            return await litellm.atext_completion(prompt=prompt, **kwargs)
+        return await litellm.acompletion(messages=[{"role": "user", "content": prompt}], **kwargs)
+
+    def _completion(self, litellm, response, attempts: int, latency: float) -> Completion:
+        choice = response.choices[0]
+        if self.params.mode == "completion":
+            text = getattr(choice, "text", None)
+        else:
+            text = getattr(getattr(choice, "message", None), "content", None)
+        usage = getattr(response, "usage", None)
+        try:
+            cost = float(litellm.completion_cost(completion_response=response) or 0.0)
+        except Exception:  # noqa: BLE001 - unmapped (local) models have no price
+            cost = 0.0
+        return Completion(text=text or "", prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                          cost=cost, latency=latency, attempts=attempts)

@@ -1,0 +1,242 @@
+"""The pytest plugin: prompt templates as test items.
+
+Off unless ``--lpo`` is given or ``lpo = true`` is set under ``[tool.lpo_ci]``;
+when off it collects nothing and imports nothing heavy. Each template is one
+item: setup scores it (an untrustworthy evaluation is an *error*), the call
+applies the gate (a real regression is a *failure*).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPORT_KEY = "lpo_ci"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lpo-ci", "prompt template tests (lpo-ci)")
+    group.addoption("--lpo", action="store_true", default=None,
+                    help="collect prompt templates as test items and score them")
+    group.addoption("--lpo-base", metavar="REF",
+                    help="git ref of the base version (default: the PR's base in GitHub Actions, "
+                         "else the merge-base with the default branch)")
+    group.addoption("--lpo-update-baseline", action="store_true", default=False,
+                    help="write the stored baseline from this run (regressions do not fail)")
+    group.addoption("--lpo-report", metavar="FILE", help="write the JSON report to FILE")
+    group.addoption("--lpo-model", metavar="MODEL", help="litellm model for templates that name none")
+    group.addoption("--lpo-samples", type=int, metavar="N", help="examples per template")
+    group.addoption("--lpo-seed", type=int, metavar="SEED", help="sampling seed")
+    group.addoption("--lpo-concurrency", type=int, metavar="N", help="concurrent model calls")
+    group.addoption("--lpo-cache-dir", metavar="DIR", help="response cache directory")
+    group.addoption("--lpo-data-dir", metavar="DIR",
+                    help="local mirror of the benchmark data (default: $LPO_CI_DATA_DIR, else the hub)")
+
+
+def _wants_lpo(config: pytest.Config) -> bool:
+    """--lpo, or ``lpo = true`` in [tool.lpo_ci]; cheap when the table is absent."""
+    if config.getoption("lpo"):
+        return True
+    pyproject = Path(str(config.rootpath)) / "pyproject.toml"
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    if "tool.lpo_ci" not in text:
+        return False
+    import tomllib
+
+    try:
+        return bool(tomllib.loads(text).get("tool", {}).get("lpo_ci", {}).get("lpo", False))
+    except tomllib.TOMLDecodeError:
+        return False
+
+
+def _overrides(config: pytest.Config) -> dict:
+    return {
+        "model": config.getoption("lpo_model"), "samples": config.getoption("lpo_samples"),
+        "seed": config.getoption("lpo_seed"), "concurrency": config.getoption("lpo_concurrency"),
+        "cache_dir": config.getoption("lpo_cache_dir"), "data_dir": config.getoption("lpo_data_dir"),
+    }
+
+
+class LpoPlugin:
+    """Registered only when lpo-ci is on; holds the run's settings and results."""
+
+    def __init__(self, config: pytest.Config):
+        from .runner import Session
+        from .spec import load_settings
+
+        self.config = config
+        self.settings = load_settings(Path(str(config.rootpath)), _overrides(config))
+        self.session = Session(self.settings, base_ref=config.getoption("lpo_base"))
+        self.update_baseline = config.getoption("lpo_update_baseline")
+        self.results: dict[str, dict] = {}
+
+    @property
+    def is_controller(self) -> bool:
+        return not hasattr(self.config, "workerinput")
+
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
+        from .spec import matches
+
+        if matches(self.settings, file_path):
+            return PromptFile.from_parent(parent, path=file_path)
+        return None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        report = yield
+        if not isinstance(item, PromptItem):
+            return report
+        from .errors import LpoError
+
+        if call.excinfo is not None and isinstance(call.excinfo.value, LpoError):
+            report.longrepr = str(call.excinfo.value) if item.result is None \
+                else item.failure_text()
+        if call.when == "call" or (call.when == "setup" and call.excinfo is not None):
+            data = item.result_dict(call.excinfo.value if call.excinfo else None)
+            report.user_properties.append((REPORT_KEY, data))
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for key, value in report.user_properties:
+            if key == REPORT_KEY:
+                self.results[value["template"]] = value
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.is_controller:
+            return
+        from .report import build_report, write_json
+
+        items = list(self.results.values())
+        if self.update_baseline:
+            baseline = self.session.baseline
+            for item in items:
+                if item["status"] != "error" and item.get("fingerprint"):
+                    outcomes = {e["id"]: e["head"]["outcome"] for e in item["examples"]}
+                    baseline.record(item["template"], item["fingerprint"],
+                                    {"accuracy": (item["head"] or {}).get("accuracy"),
+                                     "n": len(outcomes), "model": item["model"], "benchmark": item["data"]},
+                                    outcomes)
+            baseline.save()
+        path = self.config.getoption("lpo_report")
+        if path:
+            write_json(Path(self.config.invocation_params.dir) / path,
+                       build_report(items, base_rev=self.session.base_rev if items else None))
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.is_controller or not self.results:
+            return
+        from .report import terminal_summary
+
+        notes = []
+        if self.update_baseline and self.settings.baseline:
+            notes.append(f"baseline written to {self.settings.baseline}")
+        terminalreporter.write_sep("=", "lpo-ci summary")
+        terminalreporter.write_line(terminal_summary(list(self.results.values()), notes).rstrip("\n"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _wants_lpo(config):
+        return
+    from .errors import LpoError
+
+    try:
+        plugin = LpoPlugin(config)
+    except LpoError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.pluginmanager.register(plugin, "lpo-ci-session")
+    _add_prompt_dirs_to_testpaths(config, plugin.settings)
+
+
+def _add_prompt_dirs_to_testpaths(config: pytest.Config, settings) -> None:
+    """With ``testpaths`` (e.g. ``tests``) pytest would never visit ``prompts/``: add it."""
+    if config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
+        return
+    for pattern in settings.prompts:
+        head = []
+        for part in Path(pattern).parts:
+            if any(ch in part for ch in "*?["):
+                break
+            head.append(part)
+        directory = settings.root.joinpath(*head) if head else settings.root
+        if directory.is_dir() and str(directory) not in config.args:
+            config.args.append(str(directory))
+
+
+class RegressionFailure(Exception):
+    """Raised by an item whose gate failed; shown as the gate's failure text."""
+
+
+class PromptFile(pytest.File):
+    """A prompt template file; yields one item scored on its benchmark or dataset."""
+
+    def collect(self):
+        from .runner import data_label
+        from .spec import read_template
+
+        plugin: LpoPlugin = self.config.pluginmanager.get_plugin("lpo-ci-session")
+        template = read_template(plugin.settings, self.path)
+        from .render import compile_template
+
+        compile_template(template.source, self.path)  # syntax errors fail collection
+        yield PromptItem.from_parent(self, name=data_label(template.spec), template=template)
+
+    def repr_failure(self, excinfo):
+        from .errors import LpoError
+
+        if isinstance(excinfo.value, LpoError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class PromptItem(pytest.Item):
+    def __init__(self, *, template, **kwargs):
+        super().__init__(**kwargs)
+        self.template = template
+        self.result = None  # the runner's ItemReport once scored
+
+    @property
+    def plugin(self) -> LpoPlugin:
+        return self.config.pluginmanager.get_plugin("lpo-ci-session")
+
+    def setup(self) -> None:
+        from .runner import raise_for_error
+
+        self.result = self.plugin.session.run(self.template)
+        raise_for_error(self.result)
+
+    def runtest(self) -> None:
+        if self.result.status == "fail" and not self.plugin.update_baseline:
+            raise RegressionFailure(self.failure_text())
+
+    def failure_text(self) -> str:
+        from .runner import failure_text
+
+        return failure_text(self.result)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, RegressionFailure):
+            return str(excinfo.value)
+        from .errors import LpoError
+
+        if isinstance(excinfo.value, LpoError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, self.template.spec_line - 1, f"{self.template.relpath}::{self.name}"
+
+    def result_dict(self, error: BaseException | None) -> dict:
+        """This item's entry in the JSON report (also for items that could not be scored)."""
+        if self.result is not None:
+            data = self.result.to_dict()
+        else:
+            data = {"template": self.template.relpath, "line": self.template.spec_line,
+                    "data": self.name, "model": self.template.spec.model, "status": "error",
+                    "reason": str(error) if error else "not scored", "examples": []}
+        data["nodeid"] = self.nodeid
+        data["fingerprint"] = getattr(self.result, "fingerprint", None)
+        return data

@@ -1,0 +1,91 @@
+"""The terminal summary table and the JSON report.
+
+The JSON report is the contract with the GitHub Action and the optimizer:
+its shape is documented in the README (``REPORT_VERSION`` bumps on change).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+REPORT_VERSION = 1
+
+COLUMNS = ("template", "data", "n", "base", "head", "delta", "p", "verdict",
+           "calls", "cached", "tokens", "cost", "seconds")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def row_cells(item: dict[str, Any]) -> list[str]:
+    usage = item.get("usage") or {}
+    head = item.get("head") or {}
+    delta = item.get("delta")
+    p = item.get("p_value")
+    return [
+        item["template"], item.get("data") or "-", str(head.get("n", "-")),
+        _pct(item.get("base_accuracy")), _pct(item.get("head_accuracy")),
+        "-" if delta is None else f"{delta:+.1%}", "-" if p is None else f"{p:.3g}",
+        item["status"].upper(), str(usage.get("calls", 0)), str(usage.get("cache_hits", 0)),
+        str(usage.get("tokens", 0)), f"${usage.get('cost', 0.0):.4f}", f"{item.get('seconds', 0.0):.1f}",
+    ]
+
+
+def table(items: list[dict[str, Any]]) -> list[str]:
+    """Rows of a plain aligned table (numbers right-aligned)."""
+    cells = [list(COLUMNS)] + [row_cells(i) for i in items]
+    widths = [max(len(r[c]) for r in cells) for c in range(len(COLUMNS))]
+    lines = []
+    for index, row in enumerate(cells):
+        parts = [cell.ljust(w) if c < 2 or c == 7 else cell.rjust(w)
+                 for c, (cell, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(parts).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def totals(items: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("calls", "cache_hits", "errors", "retries", "prompt_tokens", "completion_tokens",
+            "tokens", "cost", "latency")
+    usage = {k: sum((i.get("usage") or {}).get(k, 0) for i in items) for k in keys}
+    usage["cost"] = round(usage["cost"], 6)
+    status = [i["status"] for i in items]
+    return {"templates": len(items), "passed": status.count("pass"), "failed": status.count("fail"),
+            "errors": status.count("error"), "usage": usage,
+            "seconds": round(sum(i.get("seconds", 0.0) for i in items), 3)}
+
+
+def terminal_summary(items: list[dict[str, Any]], notes: list[str] | None = None) -> str:
+    from .resources import render_resource
+
+    run = totals(items)
+    usage = run["usage"]
+    notes = list(notes or [])
+    notes.append(f"{run['templates']} templates: {run['passed']} passed, {run['failed']} failed, "
+                 f"{run['errors']} errors; {usage['calls']} calls, {usage['cache_hits']} cache hits, "
+                 f"{usage['tokens']} tokens, ${usage['cost']:.4f}")
+    return render_resource("report/terminal.txt.j2", rows=table(items), notes=notes)
+
+
+def build_report(items: list[dict[str, Any]], *, base_rev: str | None = None,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "version": REPORT_VERSION, "tool": f"lpo-ci {__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "base_rev": base_rev, "summary": totals(items),
+        "templates": sorted(items, key=lambda i: i["template"]), **(extra or {}),
+    }
+
+
+def write_json(path: str | Path, report: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

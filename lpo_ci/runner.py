@@ -1,0 +1,222 @@
+"""Score one template, head against its reference, and decide its verdict.
+
+The one place where spec, data, rendering, model calls, scoring and the gate
+meet; the pytest plugin and the command line are thin layers over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import vcs
+from .baseline import Baseline
+from .cache import ResponseCache
+from .errors import EvaluationError, SpecError
+from .evaluate import EvalResult, evaluate
+from .gate import ERROR, GateRules, Verdict, decide
+from .llm import ModelClient, ModelParams, Usage
+from .render import compile_template
+from .spec import Settings, TemplateFile, TestSpec
+
+FLIPS_SHOWN = 3
+
+
+def resolve_model(spec: TestSpec) -> str:
+    """The configured model, else the embedded local model when it is installed."""
+    from . import local_model
+
+    if spec.model:
+        return spec.model
+    if local_model.is_available():
+        return local_model.DEFAULT_LOCAL_MODEL
+    raise SpecError("no model configured and the embedded local model is not installed",
+                    **spec.where("model"), hint=local_model.INSTALL_HINT)
+
+
+def data_label(spec: TestSpec) -> str:
+    if spec.benchmark:
+        return spec.benchmark
+    if isinstance(spec.dataset, dict):
+        return spec.dataset.get("path") or spec.dataset.get("hub") or "dataset"
+    return str(spec.dataset)
+
+
+@dataclass
+class Prepared:
+    """A template ready to score: its examples, scorer and model client."""
+
+    template: TemplateFile
+    examples: list
+    scorer: Any
+    client: ModelClient
+    fingerprint: str
+
+
+@dataclass
+class ItemReport:
+    template: str
+    line: int
+    data: str
+    model: str | None
+    verdict: Verdict
+    head: EvalResult | None = None
+    base: EvalResult | None = None
+    base_rev: str | None = None
+    seconds: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    fingerprint: str | None = None
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status
+
+    def to_dict(self) -> dict[str, Any]:
+        base_by_id = {r.id: r for r in self.base.results} if self.base else {}
+        examples = []
+        for result in (self.head.results if self.head else []):
+            base = base_by_id.get(result.id)
+            entry = {"id": result.id, "target": result.target,
+                     "head": {k: v for k, v in result.to_dict().items() if k not in ("id", "target")}}
+            entry["base"] = ({k: v for k, v in base.to_dict().items() if k not in ("id", "target")}
+                             if base is not None else None)
+            examples.append(entry)
+        return {
+            "template": self.template, "line": self.line, "data": self.data, "model": self.model,
+            "status": self.status, "reason": self.verdict.reason, "base_rev": self.base_rev,
+            **{k: v for k, v in self.verdict.to_dict().items() if k not in ("status", "reason")},
+            "head": self.head.summary() if self.head else None,
+            "base": self.base.summary() if self.base else None,
+            "usage": self.usage.to_dict(), "seconds": round(self.seconds, 3),
+            "examples": examples,
+        }
+
+
+class Session:
+    """Shared state for a run: settings, response cache, baseline, base commit."""
+
+    def __init__(self, settings: Settings, *, base_ref: str | None = None, use_git: bool = True):
+        import sys
+
+        self.settings = settings
+        if str(settings.root) not in sys.path:
+            sys.path.insert(0, str(settings.root))  # user scorers are 'module:function' in the project
+        self.cache = ResponseCache(settings.cache_dir)
+        self.baseline = Baseline(settings.baseline)
+        self._base_ref = base_ref
+        self._use_git = use_git
+        self._base_rev: str | None | bool = False  # False: not resolved yet
+
+    @property
+    def base_rev(self) -> str | None:
+        if self._base_rev is False:
+            self._base_rev = vcs.resolve_base(self.settings.root, self._base_ref) if self._use_git else None
+        return self._base_rev
+
+    def prepare(self, template: TemplateFile) -> Prepared:
+        """Load the data and build the scorer and client (errors name the spec line)."""
+        from . import benchmarks
+        from .scoring import get_scorer
+
+        spec = template.spec
+        if spec.benchmark:
+            benchmark = benchmarks.get_benchmark(spec.benchmark, **spec.where("benchmark"))
+            examples = benchmarks.load_benchmark(benchmark.name, data_dir=self.settings.data_dir)
+            scorer_name = spec.scorer or benchmark.scorer
+        else:
+            source = benchmarks.DatasetSource.from_spec(spec.dataset, **spec.where("dataset"))
+            examples = benchmarks.load_user_dataset(source, root=self.settings.root, **spec.where("dataset"))
+            scorer_name = spec.scorer or "exact"
+        examples = benchmarks.sample_examples(examples, spec.samples, spec.seed)
+        options = {"pattern": spec.pattern} if spec.pattern else None
+        scorer = get_scorer(scorer_name, options, **spec.where("scorer"))
+        params = ModelParams(model=resolve_model(spec), mode=spec.mode, temperature=spec.temperature,
+                             max_tokens=spec.max_tokens, stop=tuple(spec.stop) if spec.stop else None,
+                             api_base=spec.api_base, seed=spec.seed)
+        client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
+                             retries=self.settings.retries, timeout=spec.timeout)
+        fingerprint = hashlib.sha256(json.dumps(
+            [data_label(spec), scorer_name, spec.pattern, params.request(""), spec.samples, spec.seed,
+             [e.id for e in examples]], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return Prepared(template, examples, scorer, client, fingerprint)
+
+    def run(self, template: TemplateFile, progress=None) -> ItemReport:
+        return asyncio.run(self.run_async(template, progress))
+
+    async def run_async(self, template: TemplateFile, progress=None) -> ItemReport:
+        started = time.perf_counter()
+        spec = template.spec
+        prepared = self.prepare(template)
+        head_template = compile_template(template.source, template.path)
+        base_source = vcs.show(self.settings.root, self.base_rev, template.relpath) if self.base_rev else None
+        rules = GateRules(tolerance=spec.tolerance, alpha=spec.alpha, min_accuracy=spec.min_accuracy,
+                          max_error_rate=spec.max_error_rate)
+        report = ItemReport(template=template.relpath, line=template.spec_line, data=data_label(spec),
+                            model=prepared.client.params.model, verdict=Verdict(ERROR, "", "none"),
+                            base_rev=self.base_rev)
+        changed = base_source is not None and base_source != template.source
+        update = None
+        if progress is not None:  # a tqdm-like bar: total known only now
+            progress.total = len(prepared.examples) * (2 if changed else 1)
+            progress.refresh()
+            update = progress.update
+        head_task = evaluate(head_template, prepared.examples, prepared.client, prepared.scorer, update)
+        if base_source is not None and not changed:
+            head = await head_task
+            report.head, report.base = head, head
+            report.verdict = decide(head, head.outcomes(), "unchanged", rules)
+        elif base_source is not None:
+            base_template = compile_template(base_source, f"{self.base_rev[:12]}:{template.relpath}")
+            base_task = evaluate(base_template, prepared.examples, prepared.client, prepared.scorer, update)
+            head, base = await asyncio.gather(head_task, base_task)
+            report.head, report.base = head, base
+            report.verdict = decide(head, base.outcomes(), "base", rules, base.first_error())
+        else:
+            head = await head_task
+            report.head = head
+            stored = self.baseline.outcomes(template.relpath, prepared.fingerprint)
+            report.verdict = decide(head, stored, "baseline" if stored is not None else "none", rules)
+        for result in (report.head, report.base if report.base is not report.head else None):
+            if result is not None:
+                report.usage.merge(result.usage)
+        report.fingerprint = prepared.fingerprint
+        report.seconds = time.perf_counter() - started
+        return report
+
+
+def failure_text(report: ItemReport) -> str:
+    """What a failed or errored item shows: the numbers behind the verdict."""
+    v = report.verdict
+    lines = [f"{report.template}: {v.status.upper()}: {v.reason}"]
+
+    def pct(value, interval):
+        if value is None:
+            return "n/a"
+        return f"{value:.1%} [{interval[0]:.1%}, {interval[1]:.1%}]" if interval else f"{value:.1%}"
+
+    if v.base_accuracy is not None:
+        lines.append(f"  {v.reference} accuracy: {pct(v.base_accuracy, v.base_interval)}  "
+                     f"(95% interval, n={v.n_paired})")
+    lines.append(f"  head accuracy: {pct(v.head_accuracy, v.head_interval)}")
+    if v.delta is not None:
+        lines.append(f"  delta: {v.delta:+.1%}   one-sided exact McNemar p = {v.p_value:.3g}   "
+                     f"right->wrong {len(v.right_to_wrong)}, wrong->right {len(v.wrong_to_right)}")
+    if report.head and v.right_to_wrong:
+        by_id = {r.id: r for r in report.head.results}
+        lines.append("  examples that flipped from right to wrong:")
+        for example_id in v.right_to_wrong[:FLIPS_SHOWN]:
+            r = by_id[example_id]
+            answer = (r.response or "").strip().replace("\n", " ")
+            lines.append(f"    - #{example_id}: expected {r.target!r}, head answered {answer[:120]!r}")
+    return "\n".join(lines)
+
+
+def raise_for_error(report: ItemReport) -> None:
+    if report.status == ERROR:
+        raise EvaluationError(report.verdict.reason, path=report.template, line=report.line,
+                              hint="check the provider (model name, key, api_base) and rerun: "
+                                   "finished responses are cached")

@@ -1,0 +1,366 @@
+"""Find prompt templates and read each one's test spec.
+
+A spec is the template's leading Jinja comment whose YAML body sits under the
+key ``lpo`` (the file stays a valid template for the application that renders
+it), or a table under ``[tool.lpo_ci.templates."<path>"]`` in pyproject.toml.
+Values resolve as: built-in defaults < ``[tool.lpo_ci]`` < command-line
+options < the template's own spec. Every error names the file and line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+
+DEFAULT_GLOBS = ("prompts/**/*.j2", "prompts/**/*.jinja", "prompts/**/*.jinja2")
+
+_SPEC_COMMENT = re.compile(r"\A(\s*)\{#-?(\s*lpo\s*:.*?)-?#\}", re.DOTALL)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _share(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def _string(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _stop(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+def _anything(value: Any) -> bool:
+    return True
+
+
+# key -> (check, what the check wants, in words)
+TEMPLATE_KEYS: dict[str, tuple[Any, str]] = {
+    "benchmark": (_string, "a benchmark name such as gsm8k, multiarith or bbh/<task>"),
+    "dataset": (lambda v: isinstance(v, (str, dict)), "a file path, 'hf:owner/name' or a mapping"),
+    "scorer": (_string, "a scorer name or 'module:function'"),
+    "pattern": (_string, "a regular expression (for scorer: regex)"),
+    "model": (_string, "a litellm model name such as openai/gpt-4o-mini"),
+    "mode": (lambda v: v in ("chat", "completion"), "'chat' or 'completion'"),
+    "samples": (_positive_int, "a positive integer"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "tolerance": (_share, "a number between 0 and 1"),
+    "alpha": (lambda v: _share(v) and 0 < v < 1, "a number between 0 and 1 (exclusive)"),
+    "min_accuracy": (_share, "a number between 0 and 1"),
+    "max_error_rate": (_share, "a number between 0 and 1"),
+    "temperature": (_number, "a number >= 0"),
+    "max_tokens": (_positive_int, "a positive integer"),
+    "stop": (_stop, "a string or a list of strings"),
+    "api_base": (_string, "a URL such as http://127.0.0.1:8000/v1"),
+    "timeout": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
+}
+
+# Project-wide settings that make no sense per template.
+PROJECT_KEYS: dict[str, tuple[Any, str]] = {
+    "lpo": (lambda v: isinstance(v, bool), "true or false"),
+    "prompts": (lambda v: isinstance(v, list) and all(_string(x) for x in v), "a list of glob patterns"),
+    "concurrency": (_positive_int, "a positive integer"),
+    "retries": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "cache_dir": (_string, "a directory path"),
+    "baseline": (_string, "a file path"),
+    "data_dir": (_string, "a directory laid out like the benchmark mirror"),
+    "templates": (lambda v: isinstance(v, dict), "a table of template path -> spec"),
+}
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """Everything needed to score one template; resolved from all sources."""
+
+    benchmark: str | None = None
+    dataset: Any = None
+    scorer: str | None = None
+    pattern: str | None = None
+    model: str | None = None
+    mode: str = "chat"
+    samples: int = 50
+    seed: int = 0
+    tolerance: float = 0.0
+    alpha: float = 0.05
+    min_accuracy: float | None = None
+    max_error_rate: float = 0.05
+    temperature: float = 0.0
+    max_tokens: int = 256
+    stop: Any = None
+    api_base: str | None = None
+    timeout: float = 120.0
+    # Where each key was set, for error messages: key -> (file, line).
+    origins: dict[str, tuple[str, int | None]] = field(default_factory=dict, compare=False)
+
+    def where(self, key: str) -> dict[str, Any]:
+        """``path=``/``line=`` keyword arguments locating ``key`` for an error."""
+        file, line = self.origins.get(key, (None, None))
+        return {"path": file, "line": line}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Project-wide settings from ``[tool.lpo_ci]`` and the command line."""
+
+    root: Path
+    enabled: bool = False
+    prompts: tuple[str, ...] = DEFAULT_GLOBS
+    concurrency: int = 8
+    retries: int = 4
+    cache_dir: Path | None = None
+    baseline: Path | None = None
+    data_dir: Path | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    default_origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+    template_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pyproject: Path | None = None
+
+
+@dataclass(frozen=True)
+class TemplateFile:
+    """A template found on disk with its source and resolved spec."""
+
+    path: Path
+    relpath: str
+    source: str
+    spec: TestSpec
+    spec_line: int  # line of the spec comment or table, for annotations
+
+
+def _check(key: str, value: Any, table: dict[str, tuple[Any, str]], file: str,
+           line: int | None, context: str) -> None:
+    if key not in table:
+        import difflib
+        close = difflib.get_close_matches(key, list(table), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(sorted(table))
+        raise SpecError(f"unknown key '{key}' in {context}", path=file, line=line, hint=hint)
+    check, wanted = table[key]
+    if not check(value):
+        raise SpecError(f"'{key}' must be {wanted}, got {value!r}", path=file, line=line,
+                        hint=f"fix the value of '{key}'")
+
+
+def _toml_line(text: str, key: str, after: int = 0) -> int | None:
+    """Best-effort line of ``key = ...`` in a TOML file (tomllib keeps no positions)."""
+    pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=", re.MULTILINE)
+    for match in pattern.finditer(text):
+        if match.start() >= after:
+            return text.count("\n", 0, match.start()) + 1
+    return None
+
+
+def _toml_table_offset(text: str, relpath: str) -> int:
+    """Offset of the ``[tool.lpo_ci.templates."relpath"]`` header (or its inline key)."""
+    quoted = re.escape(f'"{relpath}"')
+    match = re.search(rf"^\s*\[\s*tool\.lpo_ci\.templates\.{quoted}\s*\]|^\s*{quoted}\s*=",
+                      text, re.MULTILINE)
+    return match.start() if match else 0
+
+
+def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read ``[tool.lpo_ci]`` from ``root/pyproject.toml`` and apply command-line overrides."""
+    root = Path(root).resolve()
+    pyproject = root / "pyproject.toml"
+    table: dict[str, Any] = {}
+    text = ""
+    if pyproject.is_file():
+        text = pyproject.read_text(encoding="utf-8")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"invalid TOML: {exc}", path=pyproject,
+                            hint="fix the syntax of pyproject.toml") from None
+        table = data.get("tool", {}).get("lpo_ci", {})
+    section = text.find("[tool.lpo_ci")
+    project: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
+    origins: dict[str, tuple[str, int | None]] = {}
+    for key, value in table.items():
+        line = _toml_line(text, key, max(section, 0))
+        if key in PROJECT_KEYS:
+            _check(key, value, PROJECT_KEYS, str(pyproject), line, "[tool.lpo_ci]")
+            project[key] = value
+        else:
+            _check(key, value, {**TEMPLATE_KEYS, **PROJECT_KEYS}, str(pyproject), line, "[tool.lpo_ci]")
+            defaults[key] = value
+            origins[key] = (str(pyproject), line)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key in PROJECT_KEYS:
+            project[key] = value
+        else:
+            defaults[key] = value
+            origins[key] = ("command line", None)
+
+    def path_setting(key: str, default: str | None) -> Path | None:
+        value = project.get(key, default)
+        return (root / value) if value else None
+
+    import os
+    data_dir = project.get("data_dir") or os.environ.get("LPO_CI_DATA_DIR")
+    cache_dir = project.get("cache_dir") or os.environ.get("LPO_CI_CACHE_DIR") or ".lpo-ci/cache"
+    templates = project.get("templates", {})
+    for rel, spec in templates.items():
+        if not isinstance(spec, dict):
+            raise SpecError(f"[tool.lpo_ci.templates] entry '{rel}' must be a table",
+                            path=pyproject, line=text.count("\n", 0, _toml_table_offset(text, rel)) + 1,
+                            hint="write it as a table of spec keys")
+    return Settings(
+        root=root,
+        enabled=bool(project.get("lpo", False)),
+        prompts=tuple(project.get("prompts", DEFAULT_GLOBS)),
+        concurrency=project.get("concurrency", 8),
+        retries=project.get("retries", 4),
+        cache_dir=(root / cache_dir) if cache_dir else None,
+        baseline=path_setting("baseline", ".lpo-ci/baseline.json"),
+        data_dir=(root / data_dir) if data_dir else None,
+        defaults=defaults,
+        default_origins=origins,
+        template_tables=templates,
+        pyproject=pyproject if pyproject.is_file() else None,
+    )
+
+
+def matches(settings: Settings, path: Path) -> bool:
+    """Whether ``path`` is a prompt template by the configured globs."""
+    try:
+        rel = Path(path).resolve().relative_to(settings.root).as_posix()
+    except ValueError:
+        return False
+    if rel in settings.template_tables:
+        return True
+    for pattern in settings.prompts:
+        if fnmatch.fnmatchcase(rel, pattern) or (
+                "/**/" in pattern and fnmatch.fnmatchcase(rel, pattern.replace("/**/", "/"))):
+            return True
+    return False
+
+
+def discover(settings: Settings, paths: list[Path] | None = None) -> list[Path]:
+    """Templates under the project root (or under ``paths``) matching the globs, sorted."""
+    found: set[Path] = set()
+    for pattern in settings.prompts:
+        found.update(p for p in settings.root.glob(pattern) if p.is_file())
+    for rel in settings.template_tables:
+        candidate = settings.root / rel
+        if candidate.is_file():
+            found.add(candidate)
+    result = sorted(p.resolve() for p in found)
+    if paths:
+        wanted = [Path(p).resolve() for p in paths]
+        result = [p for p in result if any(p == w or w in p.parents for w in wanted)]
+    return result
+
+
+def split_spec_comment(source: str) -> tuple[str | None, int, int]:
+    """Return (comment body, line of the comment, offset after it), or (None, 1, 0)."""
+    match = _SPEC_COMMENT.match(source)
+    if not match:
+        return None, 1, 0
+    line = source.count("\n", 0, match.start() + len(match.group(1))) + 1
+    return match.group(2), line, match.end()
+
+
+def _parse_yaml_spec(body: str, path: Path, first_line: int) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse the YAML under ``lpo:``; return values and each key's file line."""
+    import yaml
+
+    try:
+        node = yaml.compose(body, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(body)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = first_line + mark.line if mark is not None else first_line
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"malformed YAML in the lpo spec comment: {problem}", path=path, line=line,
+                        hint="the comment body must be YAML: 'lpo:' then indented 'key: value' lines") from None
+    if not isinstance(data, dict) or set(data) != {"lpo"}:
+        raise SpecError("the spec comment must hold one YAML mapping under the key 'lpo'",
+                        path=path, line=first_line, hint="write {# lpo:\\n  benchmark: ... #}")
+    spec = data["lpo"] or {}
+    if not isinstance(spec, dict):
+        raise SpecError("'lpo:' must hold a mapping of spec keys", path=path, line=first_line,
+                        hint="indent 'key: value' lines under 'lpo:'")
+    lines: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        if key_node.value == "lpo" and isinstance(value_node, yaml.MappingNode):
+            for inner_key, _ in value_node.value:
+                lines[str(inner_key.value)] = first_line + inner_key.start_mark.line
+    return spec, lines
+
+
+def read_template(settings: Settings, path: Path, source: str | None = None) -> TemplateFile:
+    """Read a template file and resolve its spec from every source."""
+    path = Path(path)
+    try:
+        relpath = path.resolve().relative_to(settings.root).as_posix()
+    except ValueError:
+        relpath = path.as_posix()
+    if source is None:
+        try:
+            source = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"not UTF-8 text: {exc.reason}", path=path,
+                            hint="save the template as UTF-8") from None
+    values: dict[str, Any] = dict(settings.defaults)
+    origins = dict(settings.default_origins)
+    spec_line = 1
+    table = settings.template_tables.get(relpath)
+    if table is not None:
+        text = settings.pyproject.read_text(encoding="utf-8") if settings.pyproject else ""
+        offset = _toml_table_offset(text, relpath)
+        spec_line = text.count("\n", 0, offset) + 1
+        for key, value in table.items():
+            line = _toml_line(text, key, offset) or spec_line
+            _check(key, value, TEMPLATE_KEYS, str(settings.pyproject), line,
+                   f"[tool.lpo_ci.templates.\"{relpath}\"]")
+            values[key] = value
+            origins[key] = (str(settings.pyproject), line)
+    body, comment_line, _ = split_spec_comment(source)
+    spec: dict[str, Any] = {}
+    if body is not None:
+        spec_line = comment_line
+        spec, lines = _parse_yaml_spec(body, path, comment_line)
+        for key, value in spec.items():
+            _check(str(key), value, TEMPLATE_KEYS, str(path), lines.get(str(key), comment_line),
+                   "the lpo spec comment")
+            values[key] = value
+            origins[key] = (str(path), lines.get(str(key), comment_line))
+    elif table is None:
+        raise SpecError("no test spec: the template has no '{# lpo: ... #}' comment and no "
+                        "[tool.lpo_ci.templates] entry", path=path, line=1,
+                        hint="start the file with {# lpo:\n    benchmark: bbh/boolean_expressions\n  #}")
+    own = set(table or {}) | (set(spec) if body is not None else set())
+    if "benchmark" in values and "dataset" in values:
+        chosen = [k for k in ("benchmark", "dataset") if k in own]
+        if len(chosen) != 1:
+            raise SpecError("the spec names both a 'benchmark' and a 'dataset'", path=path,
+                            line=spec_line, hint="keep one of them")
+        values.pop("dataset" if chosen[0] == "benchmark" else "benchmark")
+    if "benchmark" not in values and "dataset" not in values:
+        raise SpecError("the spec needs a 'benchmark' or a 'dataset'", path=path, line=spec_line,
+                        hint="add 'benchmark: bbh/<task>' (or gsm8k, multiarith) or 'dataset: data/my.jsonl'")
+    if values.get("scorer") == "regex" and "pattern" not in values:
+        raise SpecError("scorer 'regex' needs a 'pattern'", path=path, line=spec_line,
+                        hint="add 'pattern: \"Answer: (.*)\"'")
+    if isinstance(values.get("stop"), str):
+        values["stop"] = [values["stop"]]
+    fields = {f.name for f in dataclasses.fields(TestSpec)}
+    resolved = TestSpec(**{k: v for k, v in values.items() if k in fields}, origins=origins)
+    return TemplateFile(path=path, relpath=relpath, source=source, spec=resolved, spec_line=spec_line)

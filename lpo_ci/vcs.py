@@ -1,0 +1,64 @@
+"""The base version of a template, from git.
+
+BASE is, in order: the explicit ``--lpo-base`` ref; the pull request's base
+branch in GitHub Actions (``GITHUB_BASE_REF``); the merge-base of HEAD with
+the default branch. Outside a git repository there is no base.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from .errors import SpecError
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                          encoding="utf-8", errors="replace")
+
+
+def is_repository(root: Path) -> bool:
+    try:
+        return _git(root, "rev-parse", "--is-inside-work-tree").stdout.strip() == "true"
+    except FileNotFoundError:  # git is not installed
+        return False
+
+
+def _exists(root: Path, ref: str) -> bool:
+    return _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode == 0
+
+
+def resolve_base(root: Path, explicit: str | None = None) -> str | None:
+    """The commit to compare with, or None when there is none."""
+    if not is_repository(root):
+        if explicit:
+            raise SpecError(f"--lpo-base {explicit} given, but {root} is not in a git repository",
+                            hint="run inside a git checkout or drop --lpo-base")
+        return None
+    if explicit:
+        if not _exists(root, explicit):
+            raise SpecError(f"--lpo-base: no commit named '{explicit}'",
+                            hint="fetch it first (git fetch origin main) or name an existing ref")
+        return _git(root, "rev-parse", f"{explicit}^{{commit}}").stdout.strip()
+    if not _exists(root, "HEAD"):
+        return None
+    candidates = []
+    if os.environ.get("GITHUB_BASE_REF"):
+        candidates += [f"origin/{os.environ['GITHUB_BASE_REF']}", os.environ["GITHUB_BASE_REF"]]
+    candidates += ["origin/HEAD", "origin/main", "origin/master", "main", "master"]
+    for ref in candidates:
+        if _exists(root, ref):
+            merge_base = _git(root, "merge-base", "HEAD", ref)
+            if merge_base.returncode == 0:
+                return merge_base.stdout.strip()
+    return _git(root, "rev-parse", "HEAD").stdout.strip()
+
+
+def show(root: Path, rev: str, relpath: str) -> str | None:
+    """The file at ``rev``, or None if it did not exist there (a new template)."""
+    result = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{relpath}"], capture_output=True)
+    if result.returncode != 0:
+        return None
+    return result.stdout.decode("utf-8", errors="replace")
