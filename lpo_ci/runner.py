@@ -24,6 +24,8 @@ from .render import compile_template
 from .spec import Settings, TemplateFile, TestSpec
 
 FLIPS_SHOWN = 3
+ERROR_HINT = ("check the provider (model name, API key, api_base) and rerun: "
+              "finished responses are cached, so the rerun resumes")
 
 
 def resolve_model(spec: TestSpec) -> str:
@@ -191,7 +193,7 @@ class Session:
 def failure_text(report: ItemReport) -> str:
     """What a failed or errored item shows: the numbers behind the verdict."""
     v = report.verdict
-    lines = [f"{report.template}: {v.status.upper()}: {v.reason}"]
+    lines = [f"{report.template}:{report.line}: {v.status.upper()}: {v.reason}"]
 
     def pct(value, interval):
         if value is None:
@@ -212,11 +214,12 @@ def failure_text(report: ItemReport) -> str:
             r = by_id[example_id]
             answer = (r.response or "").strip().replace("\n", " ")
             lines.append(f"    - #{example_id}: expected {r.target!r}, head answered {answer[:120]!r}")
+    if v.status == ERROR:
+        lines.append(f"  hint: {ERROR_HINT}")
     return "\n".join(lines)
 
 
 def raise_for_error(report: ItemReport) -> None:
     if report.status == ERROR:
         raise EvaluationError(report.verdict.reason, path=report.template, line=report.line,
-                              hint="check the provider (model name, key, api_base) and rerun: "
-                                   "finished responses are cached")
+                              hint=ERROR_HINT)

@@ -157,7 +157,7 @@ def _check(key: str, value: Any, table: dict[str, tuple[Any, str]], file: str,
 
 def _toml_line(text: str, key: str, after: int = 0) -> int | None:
     """Best-effort line of ``key = ...`` in a TOML file (tomllib keeps no positions)."""
-    pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=", re.MULTILINE)
+    pattern = re.compile(rf"^[ \t]*\"?{re.escape(key)}\"?[ \t]*=", re.MULTILINE)
     for match in pattern.finditer(text):
         if match.start() >= after:
             return text.count("\n", 0, match.start()) + 1
@@ -167,7 +167,7 @@ def _toml_line(text: str, key: str, after: int = 0) -> int | None:
 def _toml_table_offset(text: str, relpath: str) -> int:
     """Offset of the ``[tool.lpo_ci.templates."relpath"]`` header (or its inline key)."""
     quoted = re.escape(f'"{relpath}"')
-    match = re.search(rf"^\s*\[\s*tool\.lpo_ci\.templates\.{quoted}\s*\]|^\s*{quoted}\s*=",
+    match = re.search(rf"^[ \t]*\[[ \t]*tool\.lpo_ci\.templates\.{quoted}[ \t]*\]|^[ \t]*{quoted}[ \t]*=",
                       text, re.MULTILINE)
     return match.start() if match else 0
 

@@ -12,7 +12,9 @@ template that loses the wording is a real, significant regression.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,17 +57,18 @@ def _preload_heavy_modules():
 
 
 @pytest.fixture(autouse=True)
-def _hermetic_env(monkeypatch, data_dir):
+def _hermetic_env(monkeypatch, pytester, data_dir):
     """No CI or provider settings from the outer environment leak into the runs."""
     for name in ("GITHUB_BASE_REF", "LPO_CI_CACHE_DIR", "LPO_CI_API_KEY", "OPENAI_API_KEY",
                  "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS"):
         monkeypatch.delenv(name, raising=False)
     # Never let a parent directory's repository stand in for "no git".
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(Path("/tmp").resolve()))
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(pytester.path.parent))
 
 
 def spec(samples: int | None = 40, benchmark: str | None = TASK, **extra) -> str:
-    """A leading ``{# lpo: ... #}`` comment; the body starts on line 4 + len(extra)."""
+    """A leading ``{# lpo: ... #}`` comment; with the defaults the body starts on line
+    5 + len(extra)."""
     lines = ["{# lpo:"]
     if benchmark:
         lines.append(f"  benchmark: {benchmark}")
@@ -180,14 +183,83 @@ def test_collection_one_item_per_template_with_testpaths(pytester, openai_server
     plain.stdout.fnmatch_lines(["tests/test_plain.py::test_ok", "1 test collected*"])
 
 
-def test_verbose_line_shows_the_node_id(pytester, openai_server):
-    """`pytest -v` prints each item's node id; the '.j2' must not become '::j2'."""
+@pytest.mark.parametrize("data", ["benchmark", "dataset"])
+def test_verbose_line_shows_the_node_id(pytester, openai_server, data):
+    """`pytest -v` prints each item's node id; no '.' in it may turn into '::'
+    (pytest does that to a reportinfo domain that ends the node id)."""
     project(pytester, openai_server.url)
-    write_template(pytester, "prompts/x.j2", GOOD, samples=5)
+    if data == "benchmark":
+        write_template(pytester, "prompts/x.j2", GOOD, samples=5)
+        node = f"prompts/x.j2::{TASK}"
+    else:
+        write_raw(pytester, "data/cases.jsonl",
+                  '{"question": "True and False", "target": "False"}\n'
+                  '{"question": "not False", "target": "True"}\n')
+        write_template(pytester, "prompts/x.j2", "Q: {{ question }}\nA:\n",
+                       benchmark=None, samples=None, dataset="data/cases.jsonl")
+        node = "prompts/x.j2::data/cases.jsonl"
     result = pytester.runpytest("--lpo", "-v")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"prompts/x.j2::{TASK} PASSED*"])
-    result.stdout.no_fnmatch_line("*prompts/x::j2*")
+    result.stdout.fnmatch_lines([f"{node} PASSED*"])
+    result.stdout.no_fnmatch_line("*::j2*")
+    result.stdout.no_fnmatch_line("*::jsonl*")
+
+
+def test_failure_and_error_sections_are_titled_with_the_item(pytester, openai_server):
+    """Each FAILURES / ERRORS section title must say which template it is about
+    (pytest titles them with the reportinfo domain; an empty one gives 'test session')."""
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD, samples=20)
+    init_repo(pytester)
+    write_template(pytester, "prompts/x.j2", BAD, samples=20)
+    write_template(pytester, "prompts/y.j2", GOOD, benchmark="bbh/boolean_expresions", samples=5)
+
+    result = pytester.runpytest("--lpo")
+    result.assert_outcomes(failed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*_ ERROR at setup of *prompts/y.j2*bbh/boolean_expresions* _*",
+        "*prompts/y.j2:2: unknown benchmark 'bbh/boolean_expresions'",
+        "*FAILURES*",
+        f"*_ *prompts/x.j2*{TASK}* _*",
+        "prompts/x.j2*: FAIL: regression: *",
+    ])
+    result.stdout.no_fnmatch_line("*test session _*")
+
+
+def test_spec_in_pyproject_templates_table(pytester, openai_server):
+    table = (f'[tool.lpo_ci]\nmodel = "openai/fake"\napi_base = "{openai_server.url}"\n\n'
+             '[tool.lpo_ci.templates."src/app/answer.j2"]\n'
+             'benchmark = "bbh/boolean_expressions"\nsamples = 10\n')
+    pytester.makepyprojecttoml(table)
+    write_raw(pytester, "src/app/answer.j2", GOOD)  # no spec comment, outside prompts/
+
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    item = entry(report(pytester), "src/app/answer.j2")
+    assert item["nodeid"] == f"src/app/answer.j2::{TASK}" and item["head"]["n"] == 10
+    assert openai_server.requests == 10
+
+    pytester.makepyprojecttoml(table + '\n[tool.lpo_ci.templates."src/app/bad.j2"]\n'
+                               'benchmark = "bbh/boolean_expressions"\nsample = 10\n')
+    write_raw(pytester, "src/app/bad.j2", GOOD)
+    bad = pytester.runpytest("--lpo")
+    bad.assert_outcomes(errors=1)
+    bad.stdout.fnmatch_lines([
+        '*pyproject.toml:11: unknown key \'sample\' in [[]tool.lpo_ci.templates."src/app/bad.j2"]',
+        "*hint: did you mean 'samples'?",
+    ])
+    no_traceback(bad)
+    # the item's line (used for annotations) is the table's header, line 5 (line 4 is blank)
+    assert item["line"] == 5
+
+
+def test_lpo_samples_option(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD, samples=None)  # the spec names no sample size
+    result = pytester.runpytest("--lpo", "--lpo-samples", "7", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    assert entry(report(pytester), "prompts/x.j2")["head"]["n"] == 7
+    assert openai_server.requests == 7
 
 
 # --------------------------------------------------------------------------
@@ -209,6 +281,60 @@ def test_unchanged_template_passes_and_is_scored_once(pytester, openai_server):
     assert item["base_rev"] == base
     assert item["head"]["n"] == 40 and item["usage"]["calls"] == 40
     assert item["nodeid"] == f"prompts/x.j2::{TASK}"
+
+
+def test_spec_only_edit_makes_no_duplicate_calls(pytester, openai_server):
+    """Only the spec comment changed: base and head render the very same prompts, so
+    each prompt should be sent once, not once for the base and once for the head."""
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    init_repo(pytester)
+    write_template(pytester, "prompts/x.j2", GOOD, tolerance=0.1)
+
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    item = entry(report(pytester), "prompts/x.j2")
+    assert item["delta"] == 0 and item["right_to_wrong"] == []
+    assert openai_server.requests == 40, "identical prompts were sent twice"
+
+
+def test_new_template_in_git_has_no_reference(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/old.j2", GOOD, samples=10)
+    base = init_repo(pytester)
+    write_template(pytester, "prompts/new.j2", BAD, samples=10)  # not in the base commit
+
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json", "-k", "new")
+    result.assert_outcomes(passed=1, deselected=1)
+    item = entry(report(pytester), "prompts/new.j2")
+    assert item["status"] == "pass" and item["reference"] == "none" and item["base"] is None
+    assert item["reason"] == "no base version or stored baseline to compare with"
+    assert item["base_rev"] == base
+    assert openai_server.requests == 10
+
+
+def test_lpo_base_option_picks_the_reference_commit(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    good = init_repo(pytester)
+    write_template(pytester, "prompts/x.j2", BAD)
+    git(pytester.path, "commit", "-q", "-am", "worse wording")
+
+    # HEAD is main: the merge-base is HEAD itself, the template is unchanged
+    pytester.runpytest("--lpo").assert_outcomes(passed=1)
+    assert openai_server.requests == 40
+
+    result = pytester.runpytest("--lpo", "--lpo-base", "HEAD~1", "--lpo-report", "report.json")
+    result.assert_outcomes(failed=1)
+    assert openai_server.requests == 80  # the head's answers came from the cache
+    item = entry(report(pytester), "prompts/x.j2")
+    assert item["base_rev"] == good and item["reference"] == "base" and item["status"] == "fail"
+    assert item["usage"]["cache_hits"] == 40 and item["usage"]["calls"] == 40
+
+    missing = pytester.runpytest("--lpo", "--lpo-base", "no-such-ref")
+    missing.assert_outcomes(errors=1)
+    missing.stdout.fnmatch_lines(["*--lpo-base: no commit named 'no-such-ref'*"])
+    no_traceback(missing)
 
 
 # --------------------------------------------------------------------------
@@ -252,7 +378,7 @@ def test_regression_against_git_base_fails(pytester, openai_server):
     base_pct, head_pct = f"{item['base_accuracy']:.1%}", f"{item['head_accuracy']:.1%}"
     result.stdout.fnmatch_lines([
         "*FAILURES*",
-        f"prompts/x.j2: FAIL: regression: accuracy dropped *, p = * < alpha 0.05",
+        "prompts/x.j2*: FAIL: regression: accuracy dropped *, p = * < alpha 0.05",
         f"  base accuracy: {base_pct} [[]*%, *%]  (95% interval, n=40)",
         f"  head accuracy: {head_pct} [[]*%, *%]",
         f"  delta: -*%   one-sided exact McNemar p = *   right->wrong {len(flipped)}, wrong->right *",
@@ -326,7 +452,7 @@ def test_min_accuracy_fails_weak_template_without_base(pytester, openai_server):
     assert strong["status"] == "pass"
     weak_pct = f"{weak['head_accuracy']:.1%}"
     result.stdout.fnmatch_lines([
-        f"prompts/weak.j2: FAIL: accuracy {weak_pct} is under min_accuracy 80.0%",
+        f"prompts/weak.j2*: FAIL: accuracy {weak_pct} is under min_accuracy 80.0%",
         f"  head accuracy: {weak_pct} [[]*",
         f"FAILED prompts/weak.j2::{TASK}*",
     ])
@@ -346,7 +472,7 @@ def test_provider_outage_is_an_error_not_a_failure(pytester, openai_server):
     result.assert_outcomes(errors=1)
     assert openai_server.requests == 20  # each call tried twice (retries = 1)
     result.stdout.fnmatch_lines([
-        f"*ERROR at setup of prompts/x.j2::{TASK}*",
+        "*ERROR at setup of*",
         "*prompts/x.j2*10 of 10 calls failed (100% > max_error_rate 5%); first error: *503*",
         f"ERROR prompts/x.j2::{TASK}*",
     ])
@@ -357,36 +483,54 @@ def test_provider_outage_is_an_error_not_a_failure(pytester, openai_server):
     assert item["head"]["errors"] == 10
 
 
+def test_provider_outage_error_keeps_location_and_hint(pytester, openai_server):
+    """The EvaluationError raised for an outage carries file:line and a hint on what to
+    do; the item's error report should show them, as it does for spec errors."""
+    openai_server.outage = True
+    project(pytester, openai_server.url, lpo="retries = 0\n")
+    write_template(pytester, "prompts/x.j2", GOOD, samples=3)
+
+    result = pytester.runpytest("--lpo")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "*prompts/x.j2:1: *3 of 3 calls failed*",
+        "*hint: check the provider*rerun*",
+    ])
+
+
 # --------------------------------------------------------------------------
 # 8. retries
 
 
-@pytest.mark.parametrize("status", [429, 500])
+@pytest.mark.parametrize("status", [429, pytest.param(500, marks=pytest.mark.slow)])
 def test_transient_failures_are_retried(pytester, status):
     def run(server, name):
         project(pytester, server.url)
         return pytester.runpytest("--lpo", "--lpo-report", name)
 
-    write_template(pytester, "prompts/x.j2", GOOD)
+    write_template(pytester, "prompts/x.j2", GOOD, samples=20)
     project(pytester, None)
     init_repo(pytester)
-    write_template(pytester, "prompts/x.j2", BAD)
+    write_template(pytester, "prompts/x.j2", BAD, samples=20)
 
     with fake_openai_server() as clean:
         reference = run(clean, "clean.json")
+        assert clean.requests == 40 and clean.failures == 0
     reference.assert_outcomes(failed=1)
+    # every third request fails: 429 with Retry-After, or a bare 500
     with fake_openai_server(fail_every=3, fail_status=status, retry_after=0.05) as flaky:
         result = run(flaky, "report.json")
         requests, failures = flaky.requests, flaky.failures
     result.assert_outcomes(failed=1)  # the same verdict as without failures
     assert failures > 0
-    assert requests == 80 + failures > 80
-    expected, item = entry(report(pytester, "clean.json"), "prompts/x.j2"), entry(report(pytester), "prompts/x.j2")
+    assert requests == 40 + failures > 40
+    expected = entry(report(pytester, "clean.json"), "prompts/x.j2")
+    item = entry(report(pytester), "prompts/x.j2")
     assert item["head"]["errors"] == item["base"]["errors"] == 0
-    for key in ("head_accuracy", "base_accuracy", "p_value", "right_to_wrong"):
+    for key in ("head_accuracy", "base_accuracy", "p_value", "right_to_wrong", "wrong_to_right"):
         assert item[key] == expected[key], key
     assert item["usage"]["retries"] == failures
-    assert item["usage"]["calls"] == 80
+    assert item["usage"]["calls"] == 40 and item["usage"]["errors"] == 0
 
 
 # --------------------------------------------------------------------------
@@ -501,6 +645,19 @@ def test_bad_spec_is_reported_at_its_line(pytester, openai_server, case):
     assert openai_server.requests == 0  # nothing is sent before the spec is sound
 
 
+def test_bad_project_setting_is_a_usage_error_at_its_line(pytester, openai_server):
+    pytester.makepyprojecttoml(
+        f'[tool.lpo_ci]\nmodel = "openai/fake"\napi_base = "{openai_server.url}"\n\nsamples = "ten"\n')
+    write_template(pytester, "prompts/x.j2", GOOD, samples=None)
+
+    result = pytester.runpytest("--lpo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    # samples = "ten" is on line 5 (line 4 is blank)
+    result.stderr.fnmatch_lines(["*pyproject.toml:5: 'samples' must be a positive integer, got 'ten'"])
+    no_traceback(result)
+    assert openai_server.requests == 0
+
+
 # --------------------------------------------------------------------------
 # 11. -k
 
@@ -524,7 +681,7 @@ def test_keyword_selection_between_templates(pytester, openai_server):
 def test_stored_baseline_without_git(pytester, openai_server):
     project(pytester, openai_server.url)
     write_template(pytester, "prompts/x.j2", GOOD)
-    with pytest.raises(Exception):
+    with pytest.raises(subprocess.CalledProcessError):
         git(pytester.path, "rev-parse", "--is-inside-work-tree")  # really not a repository
 
     first = pytester.runpytest("--lpo", "--lpo-update-baseline")
@@ -544,7 +701,7 @@ def test_stored_baseline_without_git(pytester, openai_server):
     assert item["base_accuracy"] == pytest.approx(recorded["accuracy"])
     assert item["p_value"] < 0.05
     second.stdout.fnmatch_lines([
-        "prompts/x.j2: FAIL: regression: *",
+        "prompts/x.j2*: FAIL: regression: *",
         "  baseline accuracy: *% [[]*]  (95% interval, n=40)",
     ])
 
@@ -566,21 +723,26 @@ def test_xdist_runs_every_template_and_shares_the_cache(pytester, openai_server)
     project(pytester, openai_server.url)
     names = ["prompts/a.j2", "prompts/b.j2", "prompts/c.j2", "prompts/d.j2"]
     for index, name in enumerate(names):
-        write_template(pytester, name, GOOD if index % 2 == 0 else BAD, samples=20)
+        wording = GOOD if index % 2 == 0 else BAD
+        write_template(pytester, name, f"Template {index}. {wording}", samples=20)
 
     first = pytester.runpytest("-n", "2", "--lpo", "--lpo-report", "report.json")
     first.assert_outcomes(passed=4)
-    assert openai_server.requests == 40  # a/c share prompts, b/d share prompts
+    assert openai_server.requests == 80  # 4 templates x 20 distinct prompts
     data = report(pytester)
     assert sorted(t["template"] for t in data["templates"]) == names
+    assert all(t["head"]["n"] == 20 for t in data["templates"])
     assert data["summary"]["templates"] == 4 and data["summary"]["passed"] == 4
-    first.stdout.fnmatch_lines(["*lpo-ci summary*", "4 templates: 4 passed, 0 failed, 0 errors*"])
+    assert data["summary"]["usage"]["calls"] == 80
+    first.stdout.fnmatch_lines(["*lpo-ci summary*", "4 templates: 4 passed, 0 failed, 0 errors; 80 calls*"])
 
     second = pytester.runpytest("-n", "2", "--lpo", "--lpo-report", "second.json")
     second.assert_outcomes(passed=4)
-    assert openai_server.requests == 40  # all from the shared cache
+    assert openai_server.requests == 80  # every answer came from the shared cache
     summary = report(pytester, "second.json")["summary"]
+    assert summary["templates"] == 4
     assert summary["usage"]["calls"] == 0 and summary["usage"]["cache_hits"] == 80
+    second.stdout.fnmatch_lines(["4 templates: 4 passed, 0 failed, 0 errors; 0 calls, 80 cache hits*"])
 
 
 # --------------------------------------------------------------------------
@@ -634,7 +796,7 @@ def test_path_with_spaces_and_non_ascii(pytester, openai_server):
     result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
     result.assert_outcomes(failed=1)  # the base was read from git despite the path
     assert openai_server.requests == 80
-    result.stdout.fnmatch_lines([f"{name}: FAIL: regression: *"])
+    result.stdout.fnmatch_lines([f"{name}*: FAIL: regression: *"])
     item = entry(report(pytester), name)
     assert item["reference"] == "base" and item["nodeid"] == f"{name}::{TASK}"
 
@@ -671,7 +833,25 @@ def test_cli_eval_regression_in_git_exits_1(pytester, openai_server, monkeypatch
     code = main(["eval", "prompts/x.j2", "--samples", "20", "--report", "r.json"])
     captured = capsys.readouterr()
     assert code == 1, captured.err
-    assert "prompts/x.j2: FAIL: regression" in captured.err
+    assert re.search(r"prompts/x\.j2(:\d+)?: FAIL: regression", captured.err)
     item = entry(json.loads((pytester.path / "r.json").read_text()), "prompts/x.j2")
     assert item["status"] == "fail" and item["reference"] == "base" and item["head"]["n"] == 20
     assert openai_server.requests == 40
+
+
+def test_cli_exit_codes_for_errors(pytester, openai_server, monkeypatch, capsys):
+    from lpo_ci.cli import EXIT_ERROR, EXIT_USAGE, main
+
+    openai_server.outage = True
+    project(pytester, openai_server.url, lpo="retries = 0\n")
+    write_raw(pytester, "prompts/x.j2", spec(samples=3) + GOOD)
+    monkeypatch.chdir(pytester.path)
+
+    assert main(["eval", "prompts/x.j2", "--no-base", "--report", "r.json"]) == EXIT_ERROR == 3
+    err = capsys.readouterr().err
+    assert re.search(r"prompts/x\.j2(:\d+)?: ERROR: 3 of 3 calls failed", err)
+    assert "Traceback" not in err
+    assert entry(json.loads((pytester.path / "r.json").read_text()), "prompts/x.j2")["status"] == "error"
+
+    assert main(["eval", "prompts/missing.j2"]) == EXIT_USAGE == 2
+    assert "missing.j2: no such template file" in capsys.readouterr().err
