@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "applies a bad prompt edit as a pull request and runs the gate.")
     demo.add_argument("--example", default="review-sentiment", help="example project to use")
     demo.add_argument("--keep", help="build the repository in this folder and keep it")
-    demo.add_argument("--cache-dir", help="response cache directory (default: inside the repository)")
+    demo.add_argument("--cache-dir", help="response cache directory (default: ~/.cache/lpo-ci/demo-responses)")
     demo.set_defaults(handler=_demo)
     return parser
 

@@ -24,6 +24,14 @@ def examples_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "examples"
 
 
+def default_cache_dir() -> Path:
+    """Responses outlive the throwaway repository, so a second demo is instant."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lpo-ci" / "demo-responses"
+
+
 def _git(cwd: Path, *args: str) -> str:
     env_args = ["-c", "user.name=lpo-ci demo", "-c", "user.email=demo@lpo-ci.invalid",
                 "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"]
@@ -66,8 +74,7 @@ def run_demo(example: str = DEFAULT_EXAMPLE, keep: Path | None = None, cache_dir
     for line in _git(repo, "diff", "-U1").splitlines()[4:]:
         _say("   " + line)
     _say("3. The gate: base and head scored on the same examples, paired test")
-    overrides = {"cache_dir": str(cache_dir)} if cache_dir else {}
-    settings = load_settings(repo, overrides)
+    settings = load_settings(repo, {"cache_dir": str(cache_dir or default_cache_dir())})
     session = Session(settings)
     items, status = [], 0
     for path in discover(settings):
@@ -79,7 +86,7 @@ def run_demo(example: str = DEFAULT_EXAMPLE, keep: Path | None = None, cache_dir
         _say(failure_text(result))
         status = max(status, {"pass": 0, "fail": 1, "error": 3}[result.status])
     _say()
-    _say(terminal_summary(items, [f"model: {items[0]['model']}"] if items else None).rstrip())
+    _say(terminal_summary(items).rstrip())
     _say()
     if status == 1:
         _say("The gate caught the regression: in CI, `pytest --lpo` fails this pull request.")

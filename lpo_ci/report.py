@@ -65,9 +65,17 @@ def totals(items: list[dict[str, Any]]) -> dict[str, Any]:
 def terminal_summary(items: list[dict[str, Any]], notes: list[str] | None = None) -> str:
     from .resources import render_resource
 
+    from .local_model import DEFAULT_LOCAL_MODEL
+
     run = totals(items)
     usage = run["usage"]
     notes = list(notes or [])
+    for model in sorted({i["model"] for i in items if i.get("model")}):
+        if model == DEFAULT_LOCAL_MODEL:
+            notes.append(f"model: {model}, the embedded local model (offline, no key); "
+                         "set model = \"provider/name\" under [tool.lpo_ci] to use another")
+        else:
+            notes.append(f"model: {model}")
     notes.append(f"{run['templates']} templates: {run['passed']} passed, {run['failed']} failed, "
                  f"{run['errors']} errors; {usage['calls']} calls, {usage['cache_hits']} cache hits, "
                  f"{usage['tokens']} tokens, ${usage['cost']:.4f}")

@@ -33,6 +33,7 @@ def resolve_model(spec: TestSpec) -> str:
     from . import local_model
 
     if spec.model:
+        local_model.check_model(spec.model, **spec.where("model"))
         return spec.model
     if local_model.is_available():
         return local_model.DEFAULT_LOCAL_MODEL

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import os
 import socket
 import subprocess
@@ -66,7 +67,7 @@ def answers(litellm, prompts) -> list[str]:
     return [r.text for r in results]
 
 
-def test_register_is_idempotent_and_cheap(litellm):
+def test_register_is_idempotent_and_free(litellm):
     local_model.register(litellm)
     local_model.register(litellm)
     providers = [item["provider"] for item in litellm.custom_provider_map]
@@ -206,6 +207,8 @@ def llama_server(tmp_path_factory):
 
 @pytest.mark.slow
 @needs_model
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("fastapi", "uvicorn", "sse_starlette")),
+                    reason="llama-cpp-python's server extra is not installed (llama-cpp-python[server])")
 def test_http_server_gives_the_same_answers(litellm, prompts, answers, llama_server):
     async def ask(prompt: str):
         return await litellm.atext_completion(

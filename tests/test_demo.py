@@ -1,0 +1,49 @@
+"""The README's main job, for real: `lpo-ci demo` on the embedded local model."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from lpo_ci import local_model
+from lpo_ci.cli import main
+from lpo_ci.demo import examples_dir
+
+pytestmark = pytest.mark.skipif(not local_model.is_available(), reason=local_model.INSTALL_HINT)
+
+
+@pytest.mark.slow
+def test_demo_catches_the_regression_with_the_local_model(tmp_path, capsys):
+    cache = str(tmp_path / "cache")
+    status = main(["demo", "--keep", str(tmp_path), "--cache-dir", cache])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "prompts/review_sentiment.j2:1: FAIL: regression" in out
+    assert "one-sided exact McNemar p = " in out
+    assert "the embedded local model (offline, no key)" in out
+    assert "The gate caught the regression" in out
+    repo = tmp_path / "review-sentiment"
+    log = subprocess.run(["git", "-C", str(repo), "log", "--oneline"], capture_output=True, text=True).stdout
+    assert len(log.splitlines()) == 1  # the base commit; the pull request is the working tree
+    assert "Review: I love it" not in (repo / "prompts/review_sentiment.j2").read_text()
+
+    # Rerun from scratch with the same cache: every response comes from it.
+    status = main(["demo", "--keep", str(tmp_path), "--cache-dir", cache])
+    out = capsys.readouterr().out
+    assert status == 0 and "0 calls, 96 cache hits" in out
+
+
+def test_unknown_example_is_a_clear_error(capsys):
+    assert main(["demo", "--example", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no demo example named 'nope'" in err and "review-sentiment" in err
+
+
+def test_the_demo_patch_applies_to_its_example(tmp_path):
+    import shutil
+
+    example = examples_dir() / "review-sentiment"
+    shutil.copytree(example, tmp_path / "copy")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path / "copy", check=True)
+    subprocess.run(["git", "apply", "--check", "demo-pr.patch"], cwd=tmp_path / "copy", check=True)
