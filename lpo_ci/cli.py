@@ -98,6 +98,30 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", help="local mirror of the benchmark data")
     ev.add_argument("--root", help="project root (default: nearest folder with pyproject.toml)")
     ev.set_defaults(handler=_eval)
+    op = commands.add_parser("optimize", help="search for a small edit that raises a template's accuracy",
+                             description="Bounded Local Prompt Optimization: scores the template (and its base "
+                                         "version), then searches edits of the marked tokens within the budget. "
+                                         "Exit status: 0 a suggestion, 1 none, 2 bad input, 3 evaluation error.")
+    op.add_argument("template", help="template file")
+    op.add_argument("--mode", choices=["local", "global"], default="local",
+                    help="local: edit only marked tokens (default); global: all literal text")
+    op.add_argument("--budget-calls", type=int, default=300, help="model calls (cached calls are free)")
+    op.add_argument("--budget-tokens", type=int, help="tokens")
+    op.add_argument("--budget-usd", type=float, help="dollars")
+    op.add_argument("--budget-seconds", type=float, help="seconds")
+    op.add_argument("--optimizer-model", help="instruction-following model for marks and APE/APO/PE2 "
+                                               "proposals (default: LLM-free edit operators only)")
+    op.add_argument("--rounds", type=int, default=3, help="search rounds")
+    op.add_argument("--beam", type=int, default=4, help="beam width")
+    op.add_argument("--model", help="task model (overrides [tool.lpo_ci], not the template's spec)")
+    op.add_argument("--base", help="git ref of the base version")
+    op.add_argument("--seed", type=int, default=0, help="search seed")
+    op.add_argument("--patch", help="write the suggested patch (git apply) to this file")
+    op.add_argument("--report", help="write the JSON report, with the optimization, to this file")
+    op.add_argument("--cache-dir", help="response cache directory")
+    op.add_argument("--data-dir", help="local mirror of the benchmark data")
+    op.add_argument("--root", help="project root (default: nearest folder with pyproject.toml)")
+    op.set_defaults(handler=_optimize)
     demo = commands.add_parser("demo", help="gate a prompt regression end to end on the embedded local model",
                                description="Builds a throwaway git repository from an example project, "
                                            "applies a bad prompt edit as a pull request and runs the gate.")
@@ -106,6 +130,51 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cache-dir", help="response cache directory (default: ~/.cache/lpo-ci/demo-responses)")
     demo.set_defaults(handler=_demo)
     return parser
+
+
+def optimize_options(args: argparse.Namespace):
+    from .optimize import Budget, OptimizeOptions
+
+    return OptimizeOptions(mode=args.mode, rounds=args.rounds, beam=args.beam, seed=args.seed,
+                           optimizer_model=args.optimizer_model,
+                           budget=Budget(calls=args.budget_calls, tokens=args.budget_tokens,
+                                         usd=args.budget_usd, seconds=args.budget_seconds))
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    from .errors import LpoError
+    from .report import build_report, write_json
+    from .runner import Session, failure_text, optimization_text
+    from .spec import load_settings, read_template
+
+    try:
+        path = Path(args.template).resolve()
+        if not path.is_file():
+            raise LpoError("no such template file", path=path, hint="check the path")
+        root = Path(args.root).resolve() if args.root else _project_root(path.parent)
+        settings = load_settings(root, {"model": args.model, "cache_dir": args.cache_dir,
+                                        "data_dir": args.data_dir})
+        session = Session(settings, base_ref=args.base)
+        template = read_template(settings, path)
+        with progress_bar(template.relpath) as bar:
+            report = session.run(template, bar)
+        print(failure_text(report))
+        if report.status == "error":
+            return EXIT_ERROR
+        result = session.optimize(template, report, optimize_options(args), say=print)
+        data = result.to_dict()
+        print(optimization_text(data))
+        if args.patch and result.patch:
+            Path(args.patch).write_text(result.patch, encoding="utf-8")
+            print(f"patch written to {args.patch} (apply it with: git apply {args.patch})")
+        if args.report:
+            item = report.to_dict()
+            item["fingerprint"], item["optimization"] = report.fingerprint, data
+            write_json(args.report, build_report([item], base_rev=session.base_rev))
+        return EXIT_OK if result.status == "suggested" else EXIT_FAIL
+    except LpoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _demo(args: argparse.Namespace) -> int:

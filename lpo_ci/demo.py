@@ -49,7 +49,8 @@ def run_demo(example: str = DEFAULT_EXAMPLE, keep: Path | None = None, cache_dir
     from .cli import progress_bar
     from .errors import LpoError
     from .report import terminal_summary
-    from .runner import Session, failure_text
+    from .optimize import OptimizeOptions
+    from .runner import Session, failure_text, optimization_text
     from .spec import discover, load_settings, read_template
 
     source = examples_dir() / example
@@ -81,15 +82,25 @@ def run_demo(example: str = DEFAULT_EXAMPLE, keep: Path | None = None, cache_dir
         template = read_template(settings, path)
         with progress_bar(f"   {template.relpath}") as bar:
             result = session.run(template, bar)
-        items.append(result.to_dict())
+        item = result.to_dict()
+        items.append(item)
         _say()
         _say(failure_text(result))
         status = max(status, {"pass": 0, "fail": 1, "error": 3}[result.status])
+        if result.status == "fail":
+            _say()
+            _say("4. The fix: a bounded Local Prompt Optimization search over the tokens the pull request changed")
+            optimization = session.optimize(template, result, OptimizeOptions(), say=lambda t: _say("   " + t))
+            item["optimization"] = optimization.to_dict()
+            _say(optimization_text(item["optimization"]))
     _say()
     _say(terminal_summary(items).rstrip())
     _say()
     if status == 1:
         _say("The gate caught the regression: in CI, `pytest --lpo` fails this pull request.")
+        if any((i.get("optimization") or {}).get("status") == "suggested" for i in items):
+            _say("LPO found the fix above; `pytest --lpo --lpo-optimize` adds it to the report, "
+                 "and the GitHub Action posts it as a one-click suggestion.")
     elif status == 0:
         _say("No significant regression this time.")
     _say(f"Try it yourself: cd {repo} && pytest --lpo")

@@ -30,6 +30,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lpo-seed", type=int, metavar="SEED", help="sampling seed")
     group.addoption("--lpo-concurrency", type=int, metavar="N", help="concurrent model calls")
     group.addoption("--lpo-cache-dir", metavar="DIR", help="response cache directory")
+    group.addoption("--lpo-optimize", action="store_true", default=False,
+                    help="after the gate, run a bounded LPO search on each failing template "
+                         "and report the suggested patch")
+    group.addoption("--lpo-optimize-mode", choices=["local", "global"], default="local",
+                    help="local: edit only marked tokens (default); global: all literal text")
+    group.addoption("--lpo-budget-calls", type=int, default=300, metavar="N",
+                    help="model calls per optimized template (cached calls are free)")
+    group.addoption("--lpo-budget-usd", type=float, metavar="X", help="dollars per optimized template")
+    group.addoption("--lpo-budget-seconds", type=float, metavar="S", help="seconds per optimized template")
+    group.addoption("--lpo-optimizer-model", metavar="MODEL",
+                    help="instruction-following model for the optimizer (default: LLM-free operators)")
     group.addoption("--lpo-data-dir", metavar="DIR",
                     help="local mirror of the benchmark data (default: $LPO_CI_DATA_DIR, else the hub)")
 
@@ -197,6 +208,7 @@ class PromptItem(pytest.Item):
         super().__init__(**kwargs)
         self.template = template
         self.result = None  # the runner's ItemReport once scored
+        self.optimization = None  # the LPO result (a dict) when --lpo-optimize ran
 
     @property
     def plugin(self) -> LpoPlugin:
@@ -210,12 +222,28 @@ class PromptItem(pytest.Item):
 
     def runtest(self) -> None:
         if self.result.status == "fail" and not self.plugin.update_baseline:
+            if self.config.getoption("lpo_optimize"):
+                self.optimize()
             raise RegressionFailure(self.failure_text())
 
-    def failure_text(self) -> str:
-        from .runner import failure_text
+    def optimize(self) -> None:
+        from .optimize import Budget, OptimizeOptions
 
-        return failure_text(self.result)
+        option = self.config.getoption
+        options = OptimizeOptions(
+            mode=option("lpo_optimize_mode"), optimizer_model=option("lpo_optimizer_model"),
+            seed=self.template.spec.seed,
+            budget=Budget(calls=option("lpo_budget_calls"), usd=option("lpo_budget_usd"),
+                          seconds=option("lpo_budget_seconds")))
+        self.optimization = self.plugin.session.optimize(self.template, self.result, options).to_dict()
+
+    def failure_text(self) -> str:
+        from .runner import failure_text, optimization_text
+
+        text = failure_text(self.result)
+        if self.optimization is not None:
+            text += "\n" + optimization_text(self.optimization)
+        return text
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, RegressionFailure):
@@ -242,6 +270,7 @@ class PromptItem(pytest.Item):
         if self.plugin.update_baseline and data["status"] == "fail":
             data["status"] = "pass"  # recording a new baseline accepts the change
             data["reason"] += "; accepted: the baseline is being updated"
+        data["optimization"] = self.optimization
         data["nodeid"] = self.nodeid
         data["fingerprint"] = getattr(self.result, "fingerprint", None)
         return data

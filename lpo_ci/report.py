@@ -70,6 +70,12 @@ def terminal_summary(items: list[dict[str, Any]], notes: list[str] | None = None
     run = totals(items)
     usage = run["usage"]
     notes = list(notes or [])
+    for item in items:
+        optimization = item.get("optimization")
+        if optimization:
+            budget = optimization["budget"]["spent"]
+            notes.append(f"{item['template']}: LPO {optimization['status'].replace('_', ' ')} "
+                         f"({optimization['reason']}; {budget['calls']} calls, ${budget['usd']:.4f})")
     for model in sorted({i["model"] for i in items if i.get("model")}):
         if model == DEFAULT_LOCAL_MODEL:
             notes.append(f"model: {model}, the embedded local model (offline, no key); "

@@ -58,6 +58,8 @@ class Prepared:
     scorer: Any
     client: ModelClient
     fingerprint: str
+    pool: list = field(default_factory=list)  # every example, for the optimizer's splits
+    task: str = ""  # what the data is, for optimizer meta-prompts
 
 
 @dataclass
@@ -73,6 +75,7 @@ class ItemReport:
     seconds: float = 0.0
     usage: Usage = field(default_factory=Usage)
     fingerprint: str | None = None
+    base_source: str | None = None  # the base version's text, for the optimizer
 
     @property
     def status(self) -> str:
@@ -134,7 +137,8 @@ class Session:
             source = benchmarks.DatasetSource.from_spec(spec.dataset, **spec.where("dataset"))
             examples = benchmarks.load_user_dataset(source, root=self.settings.root, **spec.where("dataset"))
             scorer_name = spec.scorer or "exact"
-        examples = benchmarks.sample_examples(examples, spec.samples, spec.seed)
+        pool = examples
+        examples = benchmarks.sample_examples(pool, spec.samples, spec.seed)
         options = {"pattern": spec.pattern} if spec.pattern else None
         scorer = get_scorer(scorer_name, options, **spec.where("scorer"))
         params = ModelParams(model=resolve_model(spec), mode=spec.mode, temperature=spec.temperature,
@@ -145,7 +149,7 @@ class Session:
         fingerprint = hashlib.sha256(json.dumps(
             [data_label(spec), scorer_name, spec.pattern, params.request(""), spec.samples, spec.seed,
              [e.id for e in examples]], sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return Prepared(template, examples, scorer, client, fingerprint)
+        return Prepared(template, examples, scorer, client, fingerprint, pool, data_label(spec))
 
     def run(self, template: TemplateFile, progress=None) -> ItemReport:
         return asyncio.run(self.run_async(template, progress))
@@ -161,6 +165,7 @@ class Session:
         report = ItemReport(template=template.relpath, line=template.spec_line, data=data_label(spec),
                             model=prepared.client.params.model, verdict=Verdict(ERROR, "", "none"),
                             base_rev=self.base_rev)
+        report.base_source = base_source
         changed = base_source is not None and base_source != template.source
         update = None
         if progress is not None:  # a tqdm-like bar: total known only now
@@ -189,6 +194,39 @@ class Session:
         report.fingerprint = prepared.fingerprint
         report.seconds = time.perf_counter() - started
         return report
+
+
+    def optimize(self, template: TemplateFile, report: ItemReport, options, say=None):
+        """Run the bounded LPO search on a scored template (see ``lpo_ci.optimize``)."""
+        from .optimize import optimize_template
+
+        async def run():
+            return await optimize_template(head_source=template.source, base_source=report.base_source,
+                                           relpath=template.relpath, prepared=self.prepare(template),
+                                           options=options, say=say)
+
+        return asyncio.run(run())
+
+
+def optimization_text(optimization: dict[str, Any]) -> str:
+    """The optimizer's outcome as the terminal shows it."""
+    budget = optimization["budget"]
+    spent, limits = budget["spent"], budget["limits"]
+    lines = [f"  LPO ({optimization['mode']}): {optimization['status'].replace('_', ' ')}: "
+             f"{optimization['reason']}"]
+    if optimization.get("dev"):
+        dev, held = optimization["dev"], optimization.get("heldout") or {}
+        line = f"    dev accuracy {dev['head']:.1%} -> {dev['winner']:.1%} (n={dev['n']})"
+        if held:
+            line += f"; held-out {held['head']:.1%} -> {held['winner']:.1%} (n={held['n']})"
+        lines.append(line)
+    lines.append(f"    budget: {spent['calls']} of {limits['calls']} calls, {spent['tokens']} tokens, "
+                 f"${spent['usd']:.4f}, {spent['seconds']:.1f} s"
+                 + (f" (stopped by {budget['stopped_by']})" if budget.get("stopped_by") else ""))
+    if optimization.get("patch"):
+        lines.append("    suggested patch:")
+        lines += ["      " + line for line in optimization["patch"].splitlines()]
+    return "\n".join(lines)
 
 
 def failure_text(report: ItemReport) -> str:

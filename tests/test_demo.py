@@ -23,6 +23,8 @@ def test_demo_catches_the_regression_with_the_local_model(tmp_path, capsys):
     assert "one-sided exact McNemar p = " in out
     assert "the embedded local model (offline, no key)" in out
     assert "The gate caught the regression" in out
+    assert "LPO (local): suggested: held-out accuracy" in out
+    assert "+Review: I love it, works great." in out  # the fix restores the few-shot examples
     repo = tmp_path / "review-sentiment"
     log = subprocess.run(["git", "-C", str(repo), "log", "--oneline"], capture_output=True, text=True).stdout
     assert len(log.splitlines()) == 1  # the base commit; the pull request is the working tree
@@ -32,6 +34,7 @@ def test_demo_catches_the_regression_with_the_local_model(tmp_path, capsys):
     status = main(["demo", "--keep", str(tmp_path), "--cache-dir", cache])
     out = capsys.readouterr().out
     assert status == 0 and "0 calls, 96 cache hits" in out
+    assert "LPO suggested" in out and "; 0 calls, $0.0000)" in out  # the search replays from the cache
 
 
 def test_unknown_example_is_a_clear_error(capsys):
