@@ -74,7 +74,8 @@ def _editable_ranges(source: str, label: str) -> list[tuple[int, int]]:
 
 def syntax_skeleton(source: str, label: str = "<candidate>") -> list[tuple[str, str]]:
     """The template's Jinja syntax without its literal text, for structural comparison."""
-    return [(kind, value) for _, kind, value in _lexer_tokens(source, label)
+    # A tag's value can carry the whitespace its '-' strips: that belongs to the text around it.
+    return [(kind, value.strip()) for _, kind, value in _lexer_tokens(source, label)
             if kind not in ("data", "whitespace")]
 
 

@@ -855,3 +855,64 @@ def test_cli_exit_codes_for_errors(pytester, openai_server, monkeypatch, capsys)
 
     assert main(["eval", "prompts/missing.j2"]) == EXIT_USAGE == 2
     assert "missing.j2: no such template file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# --lpo-optimize and lpo-ci optimize
+
+
+def test_optimize_suggests_the_fix_for_a_failing_template(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    init_repo(pytester)
+    write_template(pytester, "prompts/x.j2", BAD)
+
+    result = pytester.runpytest("--lpo", "--lpo-optimize", "--lpo-budget-calls", "400",
+                                "--lpo-report", "report.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*LPO (local): suggested: held-out accuracy *",
+        "*suggested patch:*",
+        f"*+{GOOD_WORDING}.",
+        "*prompts/x.j2: LPO suggested (held-out accuracy *",
+    ])
+    optimization = entry(report(pytester), "prompts/x.j2")["optimization"]
+    assert optimization["status"] == "suggested" and optimization["mark_sources"] == ["diff"]
+    assert optimization["budget"]["spent"]["calls"] <= 400
+    assert optimization["heldout"]["p_value"] < 0.05
+    assert optimization["suggestions"][0]["body"] == f"```suggestion\n{GOOD_WORDING}.\n```"
+    (pytester.path / "fix.patch").write_text(optimization["patch"], encoding="utf-8")
+    git(pytester.path, "apply", "fix.patch")
+    assert GOOD_WORDING in (pytester.path / "prompts/x.j2").read_text(encoding="utf-8")
+
+
+def test_passing_templates_are_not_optimized(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    init_repo(pytester)
+    result = pytester.runpytest("--lpo", "--lpo-optimize", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    assert entry(report(pytester), "prompts/x.j2")["optimization"] is None
+    assert openai_server.requests == 40
+
+
+def test_cli_optimize_writes_the_patch_and_exits_0(pytester, openai_server, monkeypatch):
+    from lpo_ci.cli import main
+
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    init_repo(pytester)
+    write_template(pytester, "prompts/x.j2", BAD)
+    monkeypatch.chdir(pytester.path)
+    status = main(["optimize", "prompts/x.j2", "--budget-calls", "400", "--patch", "fix.patch",
+                   "--report", "r.json"])
+    assert status == 0
+    assert GOOD_WORDING in (pytester.path / "fix.patch").read_text(encoding="utf-8")
+    assert json.loads((pytester.path / "r.json").read_text())["templates"][0]["optimization"]["status"] \
+        == "suggested"
+    # a tiny budget cannot finish: no suggestion, exit 1, the budget is not exceeded
+    before = openai_server.requests
+    status = main(["optimize", "prompts/x.j2", "--budget-calls", "5", "--seed", "9",
+                   "--cache-dir", str(pytester.path / "fresh-cache")])
+    assert status == 1
+    assert openai_server.requests - before <= 5 + 80  # gate re-scoring (fresh cache) + the budget

@@ -2,24 +2,32 @@
 
 Edit operators need no LLM (the embedded model follows no instructions):
 delete, swap, restore the base wording, insert or substitute a phrase from
-a bank. LLM proposers (APE, APO, PE2 styles) see the template with its
-marked spans numbered and answer ``N: new text`` per span, so a proposal can
-only ever change marked spans; the search still checks every candidate.
+a bank. Each builds its candidates with ``template.replace`` on marked runs,
+so locality holds by construction. LLM proposers (APE, APO, PE2 styles) see
+the template with its marked spans numbered and answer ``N: new text`` per
+span; we apply those lines ourselves, so a model cannot edit elsewhere. The
+search still checks every candidate (syntax, variables).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..editable import EditableTemplate, align
+from ..editable import EditableTemplate
 from ..errors import SpecError
+from .marks import regions
+
+Edit = dict[tuple[int, int], str]
 
 
 @dataclass(frozen=True)
 class Failure:
+    """A wrong or unparsable answer, shown to optimizer LLMs."""
+
     prompt: str
     response: str
     target: str
@@ -27,12 +35,12 @@ class Failure:
 
 @dataclass
 class ProposalContext:
-    template: EditableTemplate
-    marks: frozenset[int]
-    base: EditableTemplate | None
+    template: EditableTemplate  # the parent
+    marks: frozenset[int]  # the tokens that may change
+    base: EditableTemplate | None  # the base branch's version, for "restore"
     failures: list[Failure]
     task: str
-    rng: random.Random
+    rng: random.Random  # seeded: proposals are deterministic for a seed
 
 
 class Proposer(Protocol):
@@ -41,13 +49,19 @@ class Proposer(Protocol):
     async def propose(self, ctx: ProposalContext, n: int) -> list[str]: ...
 
 
-def _word_runs(ctx: ProposalContext) -> list[tuple[int, int]]:
-    """Marked runs trimmed of surrounding whitespace, non-empty."""
+# --- helpers ---------------------------------------------------------------
+
+def word_runs(template: EditableTemplate, marks: frozenset[int]) -> list[tuple[int, int]]:
+    """Marked runs without their leading and trailing whitespace (non-empty ones only).
+
+    Whitespace at a run's edge usually carries the layout (``\\n\\n`` before
+    ``Q:``); leaving it alone keeps candidates well formed.
+    """
     runs = []
-    for first, last in ctx.template.runs(ctx.marks):
-        while first < last and ctx.template.tokens[first].is_space:
+    for first, last in template.runs(marks):
+        while first < last and template.tokens[first].is_space:
             first += 1
-        while last > first and ctx.template.tokens[last - 1].is_space:
+        while last > first and template.tokens[last - 1].is_space:
             last -= 1
         if first < last:
             runs.append((first, last))
@@ -58,72 +72,137 @@ def _marked_words(ctx: ProposalContext) -> list[int]:
     return [i for i in sorted(ctx.marks) if not ctx.template.tokens[i].is_space]
 
 
-def _sample(ctx: ProposalContext, items: list, n: int) -> list:
-    return items if len(items) <= n else ctx.rng.sample(items, n)
+def _adjacent_space(ctx: ProposalContext, index: int) -> bool:
+    """Token ``index`` is marked whitespace that touches its neighbour in the source."""
+    tokens = ctx.template.tokens
+    return 0 <= index < len(tokens) and index in ctx.marks and tokens[index].is_space
 
+
+def _contiguous(template: EditableTemplate, a: int, b: int) -> bool:
+    return template.tokens[a].end == template.tokens[b].start
+
+
+def _finish(ctx: ProposalContext, edits: list[Edit], n: int) -> list[str]:
+    """Distinct candidates that change something, at most ``n`` of them, sampled with the seeded rng."""
+    seen, out = {ctx.template.source}, []
+    for edit in edits:
+        try:
+            candidate = ctx.template.replace(edit)
+        except ValueError:  # overlapping edits
+            continue
+        if candidate not in seen:
+            seen.add(candidate)
+            out.append(candidate)
+    return out if len(out) <= n else ctx.rng.sample(out, n)
+
+
+def distribute(template: EditableTemplate, marks: frozenset[int], first: int, last: int,
+               text: str) -> Edit | None:
+    """Replace tokens [first, last) by ``text`` using marked tokens only, or None if impossible.
+
+    Unmarked tokens inside the span must reappear in ``text`` in order; the
+    marked stretches between them take whatever text lies in between.
+    """
+    groups, pattern, k = [], [], first
+    while k < last:
+        if k in marks:
+            start = k
+            while k < last and k in marks and (k == start or _contiguous(template, k - 1, k)):
+                k += 1
+            groups.append((start, k))
+            pattern.append("(.*?)")
+        else:
+            pattern.append(re.escape(template.tokens[k].text))
+            k += 1
+    if not groups:
+        return None
+    match = re.fullmatch("".join(pattern), text, re.DOTALL)
+    if match is None:
+        return None
+    return {run: match.group(g) for g, run in enumerate(groups, 1)}
+
+
+# --- edit operators (no LLM) -------------------------------------------------
 
 class DeleteOperator:
+    """Drop a marked run, or one marked word with one marked space beside it."""
+
     name = "delete"
 
     async def propose(self, ctx: ProposalContext, n: int) -> list[str]:
         t = ctx.template
-        options = [{run: ""} for run in _word_runs(ctx)]
-        options += [{(i, i + 1): ""} for i in _marked_words(ctx)]
-        return [t.replace(edit) for edit in _sample(ctx, options, n)]
+        edits: list[Edit] = [{run: ""} for run in word_runs(t, ctx.marks)]
+        for i in _marked_words(ctx):
+            first, last = i, i + 1
+            after = _adjacent_space(ctx, i + 1) and _contiguous(t, i, i + 1)
+            before = _adjacent_space(ctx, i - 1) and _contiguous(t, i - 1, i)
+            if after and not ("\n" in t.tokens[i + 1].text and before and "\n" not in t.tokens[i - 1].text):
+                last += 1  # "Hello world" -> "world"
+            elif before:
+                first -= 1  # "Hello world." -> "Hello."
+            edits.append({(first, last): ""})
+        return _finish(ctx, edits, n)
 
 
 class SwapOperator:
+    """Exchange two marked words, or two marked runs."""
+
     name = "swap"
 
     async def propose(self, ctx: ProposalContext, n: int) -> list[str]:
         t = ctx.template
-        words = _marked_words(ctx)
-        pairs = [(a, b) for k, a in enumerate(words) for b in words[k + 1:]
-                 if t.tokens[a].text != t.tokens[b].text]
-        return [t.replace({(a, a + 1): t.tokens[b].text, (b, b + 1): t.tokens[a].text})
-                for a, b in _sample(ctx, pairs, n)]
+        words = [(i, i + 1) for i in _marked_words(ctx)]
+        runs = word_runs(t, ctx.marks)
+        edits: list[Edit] = []
+        for items in (words, runs if len(runs) > 1 else []):
+            for k, a in enumerate(items):
+                for b in items[k + 1:]:
+                    if t.span_text(*a) != t.span_text(*b):
+                        edits.append({a: t.span_text(*b), b: t.span_text(*a)})
+        return _finish(ctx, edits, n)
 
 
 class RestoreOperator:
-    """Put back the base branch's wording where the head differs, region by region and all at once."""
+    """Put back the base branch's wording where the head differs: region by region, then all at once.
+
+    A pure deletion in the head is restored by re-inserting the base text
+    next to a marked neighbouring token (``diff_marks`` marks those).
+    """
 
     name = "restore"
 
     async def propose(self, ctx: ProposalContext, n: int) -> list[str]:
         if ctx.base is None:
             return []
-        t, base = ctx.template, ctx.base
-        units, base_units = t.units, base.units
-        edits: list[dict[tuple[int, int], str]] = []
-        for tag, i1, i2, j1, j2 in align(t, base):
-            if tag == "equal":
-                continue
-            head_tokens = [units[k][1] for k in range(i1, i2)]
-            if any(index is None for index in head_tokens) or \
+        t, marks = ctx.template, ctx.marks
+        units, base_units = t.units, ctx.base.units
+        edits: list[Edit] = []
+        for i1, i2, j1, j2 in regions(t, ctx.base):
+            if any(units[k][1] is None for k in range(i1, i2)) or \
                     any(base_units[k][1] is None for k in range(j1, j2)):
                 continue  # Jinja syntax differs here: not ours to restore
-            base_text = "".join(base_units[k][0] for k in range(j1, j2))
-            if head_tokens:
-                if all(index in ctx.marks for index in head_tokens):
-                    edits.append({(head_tokens[0], head_tokens[-1] + 1): base_text})
-                continue
-            # the head deleted base text: re-insert it next to a marked neighbour in the source
-            before = units[i1 - 1][1] if i1 > 0 else None
-            after = units[i1][1] if i1 < len(units) else None
-            if before is not None and before in ctx.marks:
-                edits.append({(before, before + 1): t.tokens[before].text + base_text})
-            elif after is not None and after in ctx.marks:
-                edits.append({(after, after + 1): base_text + t.tokens[after].text})
-        candidates = [t.replace(edit) for edit in edits]
+            text = "".join(base_units[k][0] for k in range(j1, j2))
+            if i1 < i2:
+                edit = distribute(t, marks, units[i1][1], units[i2 - 1][1] + 1, text)
+            else:
+                edit = None
+                before = units[i1 - 1][1] if i1 > 0 else None
+                after = units[i1][1] if i1 < len(units) else None
+                if before is not None:
+                    edit = distribute(t, marks, before, before + 1, t.tokens[before].text + text)
+                if edit is None and after is not None:
+                    edit = distribute(t, marks, after, after + 1, text + t.tokens[after].text)
+            if edit is not None:
+                edits.append(edit)
         if len(edits) > 1:
-            merged: dict[tuple[int, int], str] = {}
+            merged: Edit = {}
             for edit in edits:
+                if any(run in merged for run in edit):
+                    break  # two regions need one token: keep the single restores only
                 merged.update(edit)
-            try:
-                candidates.insert(0, t.replace(merged))
-            except ValueError:  # two edits touch one token; the single ones still stand
-                pass
-        return candidates[:max(n, 1)]
+            else:
+                edits.insert(0, merged)
+        return _finish(ctx, edits[:max(n, 1)], max(n, 1))
 
 
 def phrase_bank() -> list[str]:
@@ -131,83 +210,114 @@ def phrase_bank() -> list[str]:
 
     path = templates_dir() / "optimizer" / "phrases.txt"
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")]
+            if line.strip() and not line.lstrip().startswith("#")]
 
 
 class PhraseOperator:
-    """Substitute a marked run with a phrase from the bank, or add one after it."""
+    """Substitute a marked run with a phrase from the bank, or add one after (or before) it."""
 
     name = "phrase"
 
     async def propose(self, ctx: ProposalContext, n: int) -> list[str]:
         t = ctx.template
-        runs = _word_runs(ctx)
-        if not runs:
-            return []
-        options = []
-        for phrase in phrase_bank():
-            for run in runs:
-                options.append({run: phrase})
-                options.append({run: t.span_text(*run) + " " + phrase})
-        return [t.replace(edit) for edit in _sample(ctx, options, n)]
+        edits: list[Edit] = []
+        for run in word_runs(t, ctx.marks):
+            text = t.span_text(*run)
+            following = t.source[t.tokens[run[1] - 1].end:t.tokens[run[1] - 1].end + 1]
+            for phrase in phrase_bank():
+                # "Say what this is" + "." -> "Think step by step." not "Think step by step.."
+                edits.append({run: phrase[:-1] if following and phrase.endswith(following) else phrase})
+                if text[-1] in ".!?:":
+                    edits.append({run: f"{text} {phrase}"})
+                elif text[0].isupper():
+                    edits.append({run: f"{phrase} {text}"})
+        return _finish(ctx, edits, n)
 
 
-SPAN_LINE = re.compile(r"^\s*(\d+)\s*:\s?(.*)$")
+# --- LLM proposers -------------------------------------------------------------
+
+SPAN_LINE = re.compile(r"^\s*(?:[-*]\s*)?\**\[?(\d+)\]?\**\s*[:.)]\s?(.*)$")
 
 
 def numbered_spans(template: EditableTemplate, marks: frozenset[int]) -> tuple[str, list[tuple[int, int]]]:
-    """The source with marked runs as ``<edit id="N">text</edit>``, and the runs in order."""
-    runs = template.runs(marks)
+    """The source with each marked run as ``<edit id="N">text</edit>``, and the runs in order."""
+    runs = word_runs(template, marks)
     tagged = template.replace({run: f'<edit id="{k}">{template.span_text(*run)}</edit>'
                                for k, run in enumerate(runs, 1)})
     return tagged, runs
 
 
+def _clean(text: str) -> str:
+    text = text.strip()
+    for quote in ('"', "'", "`", "\u201c"):
+        closing = "\u201d" if quote == "\u201c" else quote
+        if len(text) >= 2 and text[0] == quote and text[-1] == closing:
+            text = text[1:-1]
+    text = re.sub(r"</?edit[^>]*>", "", text)
+    return text.replace("\\n", "\n")
+
+
 def apply_span_answer(template: EditableTemplate, runs: list[tuple[int, int]], answer: str) -> str | None:
-    """A candidate from ``N: new text`` lines; None when the answer names no span."""
-    edits = {}
+    """A candidate from the answer's ``N: new text`` lines (the last one per span wins, so
+    reasoning before the final lines does not count); None if no line names a span."""
+    edits: Edit = {}
     for line in answer.splitlines():
         match = SPAN_LINE.match(line)
         if match and 1 <= int(match.group(1)) <= len(runs):
-            edits[runs[int(match.group(1)) - 1]] = match.group(2).replace("\\n", "\n")
-    return template.replace(edits) if edits else None
+            edits[runs[int(match.group(1)) - 1]] = _clean(match.group(2))
+    if not edits:
+        return None
+    candidate = template.replace(edits)
+    return None if candidate == template.source else candidate
 
 
 class MetaPromptProposer:
-    """An optimizer LLM driven by a meta-prompt template under ``templates/optimizer/``."""
+    """An optimizer LLM driven by meta-prompts under ``templates/optimizer/``.
+
+    ``steps`` run in sequence, each seeing the previous answer as ``feedback``
+    (APO: the textual gradient, then the edit). The ``n`` proposals differ by
+    a variant number in the prompt, so a deterministic model and our response
+    cache still give distinct samples.
+    """
 
     def __init__(self, name: str, client, steps: tuple[str, ...]):
         self.name, self.client, self.steps = name, client, steps
 
     async def propose(self, ctx: ProposalContext, n: int) -> list[str]:
-        from ..resources import render_resource
-
         tagged, runs = numbered_spans(ctx.template, ctx.marks)
         if not runs:
             return []
-        candidates = []
-        for k in range(n):
-            context = {"template": tagged, "spans": len(runs), "failures": ctx.failures, "task": ctx.task,
-                       "variant": k}
-            answer = None
-            for step in self.steps:  # APO: gradient first, then the edit that follows it
-                completion = await self.client.complete(render_resource(f"optimizer/{step}.j2", **context))
-                if not completion.text:
-                    break
-                answer = completion.text
-                context["feedback"] = answer
-            if answer:
-                candidate = apply_span_answer(ctx.template, runs, answer)
-                if candidate is not None:
-                    candidates.append(candidate)
+        spans = [(k, ctx.template.span_text(*run).replace("\n", "\\n")) for k, run in enumerate(runs, 1)]
+        answers = await asyncio.gather(*(self._ask(ctx, tagged, spans, k) for k in range(n)))
+        seen, candidates = set(), []
+        for answer in answers:
+            candidate = apply_span_answer(ctx.template, runs, answer) if answer else None
+            if candidate is not None and candidate not in seen:
+                seen.add(candidate)
+                candidates.append(candidate)
         return candidates
 
+    async def _ask(self, ctx: ProposalContext, tagged: str, spans, variant: int) -> str | None:
+        from ..resources import render_resource
 
-def operators() -> list[Proposer]:
-    return [RestoreOperator(), DeleteOperator(), SwapOperator(), PhraseOperator()]
+        context = {"template": tagged, "spans": spans, "failures": ctx.failures, "task": ctx.task,
+                   "variant": variant, "feedback": ""}
+        answer = None
+        for step in self.steps:
+            completion = await self.client.complete(render_resource(f"optimizer/{step}.j2", **context))
+            if not completion.text:
+                return None
+            answer = context["feedback"] = completion.text.strip()
+        return answer
 
 
 LLM_STEPS = {"ape": ("ape",), "apo": ("apo_gradient", "apo_edit"), "pe2": ("pe2",)}
+OPERATORS = {"delete": DeleteOperator, "swap": SwapOperator, "restore": RestoreOperator,
+             "phrase": PhraseOperator}
+
+
+def operators() -> list[Proposer]:
+    return [cls() for cls in OPERATORS.values()]
 
 
 def llm_proposers(client, styles=("ape", "apo", "pe2")) -> list[Proposer]:
@@ -215,17 +325,18 @@ def llm_proposers(client, styles=("ape", "apo", "pe2")) -> list[Proposer]:
 
 
 def build_proposers(names: list[str], client) -> list[Proposer]:
-    by_name = {p.name: p for p in operators()}
-    result = []
+    """Proposers by name; the LLM styles need an optimizer model."""
+    result: list[Proposer] = []
     for name in names:
-        if name in by_name:
-            result.append(by_name[name])
+        if name in OPERATORS:
+            result.append(OPERATORS[name]())
         elif name in LLM_STEPS:
             if client is None:
                 raise SpecError(f"the '{name}' proposer needs an optimizer model",
-                                hint="pass --optimizer-model (any instruction-following litellm model)")
+                                hint="set an instruction-following optimizer model (any litellm model), "
+                                     "or use only the operators: " + ", ".join(OPERATORS))
             result.append(MetaPromptProposer(name, client, LLM_STEPS[name]))
         else:
             raise SpecError(f"unknown proposer '{name}'",
-                            hint="choose from " + ", ".join([*by_name, *LLM_STEPS]))
+                            hint="choose from " + ", ".join([*OPERATORS, *LLM_STEPS]))
     return result
