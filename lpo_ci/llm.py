@@ -10,8 +10,10 @@ use its bundled price list, tries the network at import time.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field, asdict
 from typing import Any
@@ -25,6 +27,19 @@ def import_litellm():
     """Import litellm offline and quiet."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_LOG", "ERROR")
+    if "litellm" not in sys.modules:
+        # litellm's import builds ~370k long-lived objects. With the collector on, the import
+        # runs ~0.6 s of full collections, and every later full collection (one every few
+        # hundred calls) rescans them all for ~0.2 s. So import with the collector paused,
+        # then freeze what exists so collections skip it (GC per call 0.33 -> 0.12 ms).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            import litellm  # noqa: F401
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        gc.freeze()
     import litellm
 
     from .local_model import register
@@ -131,6 +146,35 @@ def _is_transient(litellm, exc: BaseException) -> bool:
     return isinstance(status, int) and (status == 429 or status >= 500)
 
 
+_PRICE_CHECKED: set[str] = set()
+
+
+def _price_unmapped_model(litellm, model: str, mode: str) -> None:
+    """Register a zero price for a model missing from litellm's price map, once per model.
+
+    litellm prices every response; for an unmapped model (a self-hosted one) it walks its
+    fallback rules on every call and still finds no price (cost 0 for us either way).
+    A zero-price entry takes the direct path instead: ~0.2-0.3 ms less CPU per call.
+    Mapped models are left alone, and a response naming a mapped model (an alias or an
+    Azure deployment answering as gpt-4o) is still priced by that name.
+    """
+    if model in _PRICE_CHECKED:
+        return
+    _PRICE_CHECKED.add(model)
+    try:
+        litellm.get_model_info(model=model)
+        return  # mapped: litellm knows its price
+    except Exception:  # noqa: BLE001 - ModelNotMappedError and the like: unmapped
+        pass
+    try:
+        provider = litellm.get_llm_provider(model=model)[1]
+        litellm.register_model({model: {"litellm_provider": provider, "mode": mode,
+                                        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}},
+                               add_to_provider_model_sets=False)
+    except Exception:  # noqa: BLE001 - only a speed-up: never fail a call over it
+        pass
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text[:300]}"
@@ -228,6 +272,7 @@ class ModelClient:
                 kwargs["api_key"] = key
         if p.seed is not None:
             kwargs["seed"] = p.seed
+        _price_unmapped_model(litellm, p.model, p.mode)
         kwargs["drop_params"] = True  # providers that lack seed or stop ignore them
         if p.mode == "completion":
             return await litellm.atext_completion(prompt=prompt, **kwargs)

@@ -52,16 +52,26 @@ def _slide(head: EditableTemplate, base: EditableTemplate, ops, k: int) -> tuple
 
 
 def regions(head: EditableTemplate, base: EditableTemplate) -> list[tuple[int, int, int, int]]:
-    """Unit ranges ``(i1, i2, j1, j2)`` where head and base differ (pure deletions slid to a line start)."""
+    """Unit ranges ``(i1, i2, j1, j2)`` where head and base differ.
+
+    Pure deletions are slid to a line start; regions separated only by
+    whitespace are one change ("Say what this is" for "Evaluate the result
+    of ..."), not one per word that difflib pairs up across equal spaces.
+    """
     ops = align(head, base)
-    found = []
+    units = head.units
+    found: list[tuple[int, int, int, int]] = []
     for k, (tag, i1, i2, j1, j2) in enumerate(ops):
         if tag == "equal":
             continue
         if tag == "insert":  # opcodes are head -> base: base text the head deleted
             i1, j1, j2 = _slide(head, base, ops, k)
             i2 = i1
-        found.append((i1, i2, j1, j2))
+        if found and all(units[u][1] is not None and units[u][0].isspace()
+                         for u in range(found[-1][1], i1)):
+            found[-1] = (found[-1][0], i2, found[-1][2], j2)
+        else:
+            found.append((i1, i2, j1, j2))
     return found
 
 

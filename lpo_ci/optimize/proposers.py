@@ -73,7 +73,7 @@ def _marked_words(ctx: ProposalContext) -> list[int]:
 
 
 def _adjacent_space(ctx: ProposalContext, index: int) -> bool:
-    """Token ``index`` is marked whitespace that touches its neighbour in the source."""
+    """Token ``index`` exists, is marked and is whitespace (the caller checks it touches the word)."""
     tokens = ctx.template.tokens
     return 0 <= index < len(tokens) and index in ctx.marks and tokens[index].is_space
 
@@ -94,6 +94,19 @@ def _finish(ctx: ProposalContext, edits: list[Edit], n: int) -> list[str]:
             seen.add(candidate)
             out.append(candidate)
     return out if len(out) <= n else ctx.rng.sample(out, n)
+
+
+PUNCTUATION = tuple(".!?:;,")
+
+
+def _fit(template: EditableTemplate, run: tuple[int, int], text: str) -> str:
+    """Drop the final punctuation of new text when the source already has it right after the span
+    (the span "Say what this is" of "Say what this is." answered with "Evaluate this.")."""
+    end = template.tokens[run[1] - 1].end
+    following = template.source[end:end + 1]
+    if text and following in PUNCTUATION and text.endswith(following):
+        return text[:-1]
+    return text
 
 
 def distribute(template: EditableTemplate, marks: frozenset[int], first: int, last: int,
@@ -202,7 +215,7 @@ class RestoreOperator:
                 merged.update(edit)
             else:
                 edits.insert(0, merged)
-        return _finish(ctx, edits[:max(n, 1)], max(n, 1))
+        return _finish(ctx, edits, len(edits))[:n]  # "all regions" first: the likeliest fix
 
 
 def phrase_bank() -> list[str]:
@@ -223,10 +236,8 @@ class PhraseOperator:
         edits: list[Edit] = []
         for run in word_runs(t, ctx.marks):
             text = t.span_text(*run)
-            following = t.source[t.tokens[run[1] - 1].end:t.tokens[run[1] - 1].end + 1]
             for phrase in phrase_bank():
-                # "Say what this is" + "." -> "Think step by step." not "Think step by step.."
-                edits.append({run: phrase[:-1] if following and phrase.endswith(following) else phrase})
+                edits.append({run: _fit(t, run, phrase)})
                 if text[-1] in ".!?:":
                     edits.append({run: f"{text} {phrase}"})
                 elif text[0].isupper():
@@ -236,7 +247,9 @@ class PhraseOperator:
 
 # --- LLM proposers -------------------------------------------------------------
 
-SPAN_LINE = re.compile(r"^\s*(?:[-*]\s*)?\**\[?(\d+)\]?\**\s*[:.)]\s?(.*)$")
+# "N: text", tolerating list bullets and bold ("- **1**: text"); not "1." or "1)", which
+# number the reasoning steps of a PE2 answer.
+SPAN_LINE = re.compile(r"^\s*(?:[-*]\s*)?\**\[?(\d+)\]?\**\s*:\s?(.*)$")
 
 
 def numbered_spans(template: EditableTemplate, marks: frozenset[int]) -> tuple[str, list[tuple[int, int]]]:
@@ -264,7 +277,8 @@ def apply_span_answer(template: EditableTemplate, runs: list[tuple[int, int]], a
     for line in answer.splitlines():
         match = SPAN_LINE.match(line)
         if match and 1 <= int(match.group(1)) <= len(runs):
-            edits[runs[int(match.group(1)) - 1]] = _clean(match.group(2))
+            run = runs[int(match.group(1)) - 1]
+            edits[run] = _fit(template, run, _clean(match.group(2)))
     if not edits:
         return None
     candidate = template.replace(edits)

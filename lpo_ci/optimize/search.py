@@ -85,6 +85,7 @@ class OptimizationResult:
     rejections: dict[str, int] = field(default_factory=dict)
     trace: list[dict[str, Any]] = field(default_factory=list)
     curve: list[dict[str, Any]] = field(default_factory=list)  # best dev accuracy against calls spent
+    notes: list[str] = field(default_factory=list)  # where the budget cut the search
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -149,6 +150,7 @@ class Search:
         self.rungs = sorted({min(r, len(self.dev)) for r in options.rungs} | {len(self.dev)})
         self.rejections: dict[str, int] = {}
         self.trace: list[dict[str, Any]] = []
+        self.notes: list[str] = []
         self.curve: list[dict[str, Any]] = []
         self.seen: set[str] = {head_source}
 
@@ -251,14 +253,14 @@ class Search:
     def announce(self, marks: frozenset[int]) -> str:
         o = self.options
         per_round = o.beam * o.candidates * max(1, len(self.proposers()))
-        halving = sum(self.rungs[i] * max(1, math.ceil(per_round / 2 ** i)) for i in range(len(self.rungs)))
-        planned = len(self.dev) + o.rounds * halving + 2 * len(self.heldout)
+        halving = self.halving_cost(per_round)
+        planned = len(self.dev) + o.rounds * halving + 2 * len(self.heldout)  # head and winner held-out
         cap = planned if self.budget.calls is None else min(planned, self.budget.calls)
         text = (f"LPO ({o.mode}): {len(marks)} editable tokens marked, beam {o.beam}, up to {per_round} "
                 f"candidates a round for {o.rounds} rounds, rungs {'/'.join(map(str, self.rungs))} of "
                 f"{len(self.dev)} dev examples, {len(self.heldout)} held-out; will spend at most {cap} "
                 f"model calls (budget {self.budget.describe()}, {self.budget.reserved_calls} of them kept for "
-                f"the held-out check); cached calls are free")
+                f"the winner's held-out check); cached calls are free")
         self.say(text)
         return text
 
@@ -289,6 +291,28 @@ class Search:
                 children.append(child)
         return children
 
+    def halving_cost(self, count: int) -> int:
+        return sum(size * math.ceil(count / 2 ** rung) for rung, size in enumerate(self.rungs))
+
+    def affordable(self, children: list[Node]) -> list[Node]:
+        """Interleave proposers (restore first) and keep what the call budget can finish."""
+        by_origin: dict[str, list[Node]] = {}
+        for child in children:
+            by_origin.setdefault(child.origin, []).append(child)
+        queues = list(by_origin.values())
+        ordered = [queue[k] for k in range(max(map(len, queues), default=0)) for queue in queues
+                   if k < len(queue)]
+        if self.budget.calls is None:
+            return ordered
+        remaining = self.budget.calls - self.budget.reserved_calls - self.budget.spent_calls
+        count = len(ordered)
+        while count and self.halving_cost(count) > remaining:
+            count -= 1
+        if count < len(ordered):
+            self.notes.append(f"the budget carried {count} of {len(ordered)} candidates "
+                              f"after {self.budget.spent_calls} calls")
+        return ordered[:count]
+
     async def halve(self, candidates: list[Node], round_: int) -> list[Node]:
         """Successive halving on growing dev slices; drops candidates the budget cannot finish."""
         survivors = candidates
@@ -312,18 +336,20 @@ class Search:
 
     async def run(self) -> OptimizationResult:
         o = self.options
-        self.budget.reserved_calls = 2 * len(self.heldout)
         self.budget.restart_clock()
         result = OptimizationResult(status="no_suggestion", reason="", mode=o.mode,
                                     head_source=self.head.source)
         if len(self.dev) < 2 or not self.heldout:
             result.reason = f"too few examples to optimize ({len(self.dev) + len(self.heldout)})"
             return result
-        self.head_dev = await self.score(self.head.source, self.dev)
+        # The head's held-out answers never guide the search; scoring them first (mostly
+        # cached by the gate) leaves only the winner's to keep in reserve.
+        self.budget.reserved_calls = len(self.heldout)
+        self.head_heldout = await self.score(self.head.source, self.heldout)
+        self.head_dev = await self.score(self.head.source, self.dev) if self.head_heldout else None
         if self.head_dev is None:
-            result.reason = "the budget does not cover scoring the head on the dev split"
-            result.budget = self.budget.to_dict()
-            return result
+            result.reason = "the budget does not cover scoring the head"
+            return self._finish(result)
         marks, sources = await self.choose_marks()
         result.marks, result.mark_sources = sorted(marks), sources
         result.marked_text = self.head.with_edit_tags(marks)
@@ -339,6 +365,7 @@ class Search:
             children = []
             for parent in beam:
                 children += await self.propose(parent, proposers)
+            children = self.affordable(children)
             if not children:
                 break
             finished = await self.halve(children, round_)
@@ -358,7 +385,7 @@ class Search:
         from .. import patch
 
         self.client.use_reserve = True
-        head_out = await self.score(head.source, self.heldout)
+        head_out = self.head_heldout
         best_out = await self.score(best.source, self.heldout)
         if head_out is None or best_out is None:
             result.reason = "the budget ran out during the held-out check"
@@ -390,6 +417,7 @@ class Search:
         result.rejections = dict(sorted(self.rejections.items()))
         result.trace = self.trace
         result.curve = self.curve
+        result.notes = self.notes
         return result
 
 
