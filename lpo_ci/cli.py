@@ -31,22 +31,30 @@ def progress_bar(label: str):
         yield bar
 
 
+def _open_project(args: argparse.Namespace, templates: list[str], overrides: dict):
+    """Settings of the project holding ``templates``, and their resolved paths."""
+    from .errors import LpoError
+    from .spec import load_settings
+
+    paths = [Path(p).resolve() for p in templates]
+    for path in paths:
+        if not path.is_file():
+            raise LpoError("no such template file", path=path, hint="check the path")
+    root = Path(args.root).resolve() if args.root else _project_root(paths[0].parent)
+    overrides = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "model": args.model, **overrides}
+    return load_settings(root, overrides), paths
+
+
 def _eval(args: argparse.Namespace) -> int:
     from .errors import LpoError
     from .report import build_report, terminal_summary, write_json
     from .runner import Session, failure_text
-    from .spec import load_settings, read_template
+    from .spec import read_template
 
     try:
-        paths = [Path(p).resolve() for p in args.templates]
-        for path in paths:
-            if not path.is_file():
-                raise LpoError("no such template file", path=path, hint="check the path")
-        root = Path(args.root).resolve() if args.root else _project_root(paths[0].parent)
-        overrides = {"model": args.model, "samples": args.samples, "seed": args.seed,
-                     "concurrency": args.concurrency, "cache_dir": args.cache_dir,
-                     "data_dir": args.data_dir, "api_base": args.api_base, "mode": args.mode}
-        settings = load_settings(root, overrides)
+        settings, paths = _open_project(args, args.templates, {
+            "samples": args.samples, "seed": args.seed, "concurrency": args.concurrency,
+            "api_base": args.api_base, "mode": args.mode})
         session = Session(settings, base_ref=args.base, use_git=not args.no_base)
         items, worst = [], EXIT_OK
         for path in paths:
@@ -58,9 +66,7 @@ def _eval(args: argparse.Namespace) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 worst = max(worst, EXIT_ERROR)
                 continue
-            data = result.to_dict()
-            data["fingerprint"] = result.fingerprint
-            items.append(data)
+            items.append(result.to_dict())
             if result.status != "pass":
                 print(failure_text(result), file=sys.stderr)
                 worst = max(worst, EXIT_FAIL if result.status == "fail" else EXIT_ERROR)
@@ -145,15 +151,10 @@ def _optimize(args: argparse.Namespace) -> int:
     from .errors import LpoError
     from .report import build_report, write_json
     from .runner import Session, failure_text, optimization_text
-    from .spec import load_settings, read_template
+    from .spec import read_template
 
     try:
-        path = Path(args.template).resolve()
-        if not path.is_file():
-            raise LpoError("no such template file", path=path, hint="check the path")
-        root = Path(args.root).resolve() if args.root else _project_root(path.parent)
-        settings = load_settings(root, {"model": args.model, "cache_dir": args.cache_dir,
-                                        "data_dir": args.data_dir})
+        settings, (path,) = _open_project(args, [args.template], {})
         session = Session(settings, base_ref=args.base)
         template = read_template(settings, path)
         with progress_bar(template.relpath) as bar:
@@ -168,8 +169,7 @@ def _optimize(args: argparse.Namespace) -> int:
             Path(args.patch).write_text(result.patch, encoding="utf-8")
             print(f"patch written to {args.patch} (apply it with: git apply {args.patch})")
         if args.report:
-            item = report.to_dict()
-            item["fingerprint"], item["optimization"] = report.fingerprint, data
+            item = {**report.to_dict(), "optimization": data}
             write_json(args.report, build_report([item], base_rev=session.base_rev))
         return EXIT_OK if result.status == "suggested" else EXIT_FAIL
     except LpoError as exc:

@@ -285,8 +285,10 @@ class ModelClient:
         else:
             text = getattr(getattr(choice, "message", None), "content", None)
         usage = getattr(response, "usage", None)
-        cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-        if cost is None and "response_cost" not in (getattr(response, "_hidden_params", None) or {}):
+        hidden = getattr(response, "_hidden_params", None) or {}
+        if "response_cost" in hidden:  # litellm priced it already
+            cost = hidden["response_cost"]
+        else:
             try:
                 cost = litellm.completion_cost(completion_response=response)
             except Exception:  # noqa: BLE001 - unmapped (local) models have no price

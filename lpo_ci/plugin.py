@@ -272,5 +272,4 @@ class PromptItem(pytest.Item):
             data["reason"] += "; accepted: the baseline is being updated"
         data["optimization"] = self.optimization
         data["nodeid"] = self.nodeid
-        data["fingerprint"] = getattr(self.result, "fingerprint", None)
         return data

@@ -63,9 +63,8 @@ def totals(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def terminal_summary(items: list[dict[str, Any]], notes: list[str] | None = None) -> str:
-    from .resources import render_resource
-
     from .local_model import DEFAULT_LOCAL_MODEL
+    from .resources import render_resource
 
     run = totals(items)
     usage = run["usage"]

@@ -74,12 +74,16 @@ class ItemReport:
     base_rev: str | None = None
     seconds: float = 0.0
     usage: Usage = field(default_factory=Usage)
-    fingerprint: str | None = None
+    prepared: Prepared | None = None  # examples, scorer and client: reused by the optimizer
     base_source: str | None = None  # the base version's text, for the optimizer
 
     @property
     def status(self) -> str:
         return self.verdict.status
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.prepared.fingerprint if self.prepared else None
 
     def to_dict(self) -> dict[str, Any]:
         base_by_id = {r.id: r for r in self.base.results} if self.base else {}
@@ -98,6 +102,7 @@ class ItemReport:
             "head": self.head.summary() if self.head else None,
             "base": self.base.summary() if self.base else None,
             "usage": self.usage.to_dict(), "seconds": round(self.seconds, 3),
+            "fingerprint": self.fingerprint,
             "examples": examples,
         }
 
@@ -164,8 +169,7 @@ class Session:
                           max_error_rate=spec.max_error_rate)
         report = ItemReport(template=template.relpath, line=template.spec_line, data=data_label(spec),
                             model=prepared.client.params.model, verdict=Verdict(ERROR, "", "none"),
-                            base_rev=self.base_rev)
-        report.base_source = base_source
+                            base_rev=self.base_rev, prepared=prepared, base_source=base_source)
         changed = base_source is not None and base_source != template.source
         update = None
         if progress is not None:  # a tqdm-like bar: total known only now
@@ -191,21 +195,16 @@ class Session:
         for result in (report.head, report.base if report.base is not report.head else None):
             if result is not None:
                 report.usage.merge(result.usage)
-        report.fingerprint = prepared.fingerprint
         report.seconds = time.perf_counter() - started
         return report
-
 
     def optimize(self, template: TemplateFile, report: ItemReport, options, say=None):
         """Run the bounded LPO search on a scored template (see ``lpo_ci.optimize``)."""
         from .optimize import optimize_template
 
-        async def run():
-            return await optimize_template(head_source=template.source, base_source=report.base_source,
-                                           relpath=template.relpath, prepared=self.prepare(template),
-                                           options=options, say=say)
-
-        return asyncio.run(run())
+        return asyncio.run(optimize_template(
+            head_source=template.source, base_source=report.base_source, relpath=template.relpath,
+            prepared=report.prepared, options=options, say=say))
 
 
 def optimization_text(optimization: dict[str, Any]) -> str:

@@ -145,7 +145,7 @@ class Search:
         self.head = EditableTemplate(head_source, relpath)
         self.base = EditableTemplate(base_source, f"base:{relpath}") if base_source else None
         self.rng = random.Random(options.seed)
-        self.heldout, self.dev = split_examples(prepared.pool or prepared.examples, options.seed,
+        self.heldout, self.dev = split_examples(prepared.pool, options.seed,
                                                 options.heldout_size, options.dev_size)
         self.rungs = sorted({min(r, len(self.dev)) for r in options.rungs} | {len(self.dev)})
         self.rejections: dict[str, int] = {}
@@ -188,9 +188,8 @@ class Search:
         if "diff" in sources and self.base is not None:
             chosen.append(marking.diff_marks(self.head, self.base))
         if "llm" in sources and self.optimizer_client is not None:
-            head_node = Node(self.head, frozenset(), "head", dev=self.head_dev)
-            tagged = await marking.llm_marks(self.head, self.failures(head_node), self.optimizer_client,
-                                             self.prepared_task)
+            tagged = await marking.llm_marks(self.head, self.failures(self.head_node), self.optimizer_client,
+                                             self.prepared.task)
             if not tagged:
                 self.rejections["llm marks unusable"] = self.rejections.get("llm marks unusable", 0) + 1
             chosen.append(tagged)
@@ -213,7 +212,7 @@ class Search:
         if current:
             lines.append(current)
         batch = self.dev[:self.rungs[0]]
-        base_correct = self.head_dev_correct(len(batch))
+        base_correct = self.head_node.correct(len(batch))
         effects = []
         for line in lines:
             while line and self.head.tokens[line[-1]].is_space:
@@ -231,9 +230,6 @@ class Search:
         chosen = [index for effect, line in effects[:units] if effect > 0 for index in line]
         return frozenset(chosen or [t.index for t in self.head.words()])
 
-    def head_dev_correct(self, n: int) -> int:
-        return sum(r.outcome is Outcome.CORRECT for r in self.head_dev.results[:n])
-
     # -- the search ---------------------------------------------------------
 
     def proposers(self):
@@ -246,13 +242,9 @@ class Search:
             names = tuple(n for n in names if n != "restore")
         return build_proposers(list(names), self.optimizer_client)
 
-    @property
-    def prepared_task(self) -> str:
-        return getattr(self.prepared, "task", None) or self.relpath
-
-    def announce(self, marks: frozenset[int]) -> str:
+    def announce(self, marks: frozenset[int], proposers: list) -> str:
         o = self.options
-        per_round = o.beam * o.candidates * max(1, len(self.proposers()))
+        per_round = o.beam * o.candidates * max(1, len(proposers))
         halving = self.halving_cost(per_round)
         planned = len(self.dev) + o.rounds * halving + 2 * len(self.heldout)  # head and winner held-out
         cap = planned if self.budget.calls is None else min(planned, self.budget.calls)
@@ -265,14 +257,13 @@ class Search:
         return text
 
     def record_curve(self, best: Node) -> None:
-        self.curve.append({"calls": self.budget.spent_calls,
-                           "dev_accuracy": best.correct() / len(self.dev) if self.dev else None})
+        self.curve.append({"calls": self.budget.spent_calls, "dev_accuracy": best.correct() / len(self.dev)})
 
     async def propose(self, parent: Node, proposers) -> list[Node]:
         from .proposers import ProposalContext
 
         ctx = ProposalContext(template=parent.template, marks=parent.marks, base=self.base,
-                              failures=self.failures(parent), task=self.prepared_task, rng=self.rng)
+                              failures=self.failures(parent), task=self.prepared.task, rng=self.rng)
         children = []
         for proposer in proposers:
             if self.budget.reason_to_stop() is not None:
@@ -346,21 +337,21 @@ class Search:
         # cached by the gate) leaves only the winner's to keep in reserve.
         self.budget.reserved_calls = len(self.heldout)
         self.head_heldout = await self.score(self.head.source, self.heldout)
-        self.head_dev = await self.score(self.head.source, self.dev) if self.head_heldout else None
-        if self.head_dev is None:
+        head_dev = await self.score(self.head.source, self.dev) if self.head_heldout else None
+        if head_dev is None:
             result.reason = "the budget does not cover scoring the head"
             return self._finish(result)
-        marks, sources = await self.choose_marks()
-        result.marks, result.mark_sources = sorted(marks), sources
-        result.marked_text = self.head.with_edit_tags(marks)
-        head = Node(self.head, marks, "head", dev=self.head_dev)
-        result.announcement = self.announce(marks)
-        if not marks:
+        head = self.head_node = Node(self.head, frozenset(), "head", dev=head_dev)
+        head.marks, sources = await self.choose_marks()
+        result.marks, result.mark_sources = sorted(head.marks), sources
+        result.marked_text = self.head.with_edit_tags(head.marks)
+        proposers = self.proposers()
+        result.announcement = self.announce(head.marks, proposers)
+        if not head.marks:
             result.reason = "nothing to edit: no editable tokens were marked"
             return self._finish(result)
         beam = [head]
         self.record_curve(head)
-        proposers = self.proposers()
         for round_ in range(o.rounds):
             children = []
             for parent in beam:
@@ -387,7 +378,7 @@ class Search:
         self.client.use_reserve = True
         head_out = self.head_heldout
         best_out = await self.score(best.source, self.heldout)
-        if head_out is None or best_out is None:
+        if best_out is None:
             result.reason = "the budget ran out during the held-out check"
             return self._finish(result)
         head_right = {r.id for r in head_out.results if r.outcome is Outcome.CORRECT}
