@@ -500,8 +500,8 @@ def main(argv: list[str] | None = None) -> None:
     server = FakeOpenAIServer(port=args.port, latency=args.latency,
                               fail_every=args.fail_every, fail_status=args.fail_status)
     with server:
-        print(server.url, flush=True)
-        try:
+        try:  # print inside the try: Ctrl-C may come as soon as the URL is out
+            print(server.url, flush=True)
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
