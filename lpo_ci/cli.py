@@ -73,7 +73,7 @@ def _eval(args: argparse.Namespace) -> int:
         if items:
             print(terminal_summary(items), end="")
         if args.report:
-            write_json(args.report, build_report(items, base_rev=session.base_rev))
+            write_json(args.report, build_report(items, base_rev=session.base_rev, root=settings.root))
         return worst
     except LpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -135,7 +135,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", help="build the repository in this folder and keep it")
     demo.add_argument("--cache-dir", help="response cache directory (default: ~/.cache/lpo-ci/demo-responses)")
     demo.set_defaults(handler=_demo)
+    github = commands.add_parser("github", help="publish a report on GitHub").add_subparsers(
+        dest="github_command", required=True)
+    pub = github.add_parser(
+        "publish", help="job summary, annotations, sticky PR comment and suggestions from a JSON report",
+        description="Reads GITHUB_TOKEN, GITHUB_REPOSITORY, GITHUB_EVENT_PATH and GITHUB_API_URL as a GitHub "
+                    "Actions runner sets them. Posting is best effort; the exit status is the report's "
+                    "verdict: 0 pass, 1 regression, 2 bad input, 3 evaluation error.")
+    pub.add_argument("--report", required=True, help="the JSON report (--lpo-report or lpo-ci eval --report)")
+    pub.add_argument("--patch", help="write the suggested fixes as one patch (git apply) to this file")
+    pub.add_argument("--no-comment", dest="comment", action="store_false", help="do not post the sticky comment")
+    pub.add_argument("--no-suggestions", dest="suggestions", action="store_false",
+                     help="do not post review suggestions")
+    pub.add_argument("--repo", help="owner/name (default: $GITHUB_REPOSITORY)")
+    pub.add_argument("--pr", type=int, help="pull request number (default: from the event); the PR's head "
+                                            "must then be --head-sha (default: the workflow_run's head)")
+    pub.add_argument("--head-sha", help="the commit that was evaluated")
+    pub.add_argument("--api-url", help="GitHub API URL (default: $GITHUB_API_URL, else api.github.com)")
+    pub.add_argument("--pytest-exit-code", type=int, help="exit status of the pytest run that wrote the report")
+    pub.set_defaults(handler=_github_publish)
     return parser
+
+
+def _github_publish(args: argparse.Namespace) -> int:
+    from .errors import LpoError
+    from .github.publish import PublishOptions, publish
+
+    try:
+        return publish(PublishOptions(
+            report=args.report, comment=args.comment, suggestions=args.suggestions, patch_out=args.patch,
+            repo=args.repo, pr=args.pr, head_sha=args.head_sha, api_url=args.api_url,
+            pytest_exit_code=args.pytest_exit_code))
+    except LpoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def optimize_options(args: argparse.Namespace):
@@ -170,7 +203,7 @@ def _optimize(args: argparse.Namespace) -> int:
             print(f"patch written to {args.patch} (apply it with: git apply {args.patch})")
         if args.report:
             item = {**report.to_dict(), "optimization": data}
-            write_json(args.report, build_report([item], base_rev=session.base_rev))
+            write_json(args.report, build_report([item], base_rev=session.base_rev, root=settings.root))
         return EXIT_OK if result.status == "suggested" else EXIT_FAIL
     except LpoError as exc:
         print(f"error: {exc}", file=sys.stderr)

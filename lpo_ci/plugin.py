@@ -19,6 +19,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lpo-ci", "prompt template tests (lpo-ci)")
     group.addoption("--lpo", action="store_true", default=None,
                     help="collect prompt templates as test items and score them")
+    group.addoption("--lpo-only", action="store_true", default=False,
+                    help="collect only prompt templates (skip the project's other tests)")
+    group.addoption("--lpo-prompts", action="append", metavar="GLOB",
+                    help="template glob, relative to the project root (repeatable; overrides [tool.lpo_ci] prompts)")
     group.addoption("--lpo-base", metavar="REF",
                     help="git ref of the base version (default: the PR's base in GitHub Actions, "
                          "else the merge-base with the default branch)")
@@ -69,6 +73,7 @@ def _overrides(config: pytest.Config) -> dict:
         "model": config.getoption("lpo_model"), "samples": config.getoption("lpo_samples"),
         "seed": config.getoption("lpo_seed"), "concurrency": config.getoption("lpo_concurrency"),
         "cache_dir": config.getoption("lpo_cache_dir"), "data_dir": config.getoption("lpo_data_dir"),
+        "prompts": config.getoption("lpo_prompts"),
     }
 
 
@@ -88,6 +93,14 @@ class LpoPlugin:
     @property
     def is_controller(self) -> bool:
         return not hasattr(self.config, "workerinput")
+
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config):
+        """With --lpo-only, files that are not templates are not even imported."""
+        if config.getoption("lpo_only") and collection_path.is_file():
+            from .spec import matches
+
+            return None if matches(self.settings, collection_path) else True
+        return None
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         from .spec import matches
@@ -135,7 +148,8 @@ class LpoPlugin:
         path = self.config.getoption("lpo_report")
         if path:
             write_json(Path(self.config.invocation_params.dir) / path,
-                       build_report(items, base_rev=self.session.base_rev if items else None))
+                       build_report(items, base_rev=self.session.base_rev if items else None,
+                                    root=self.settings.root))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.is_controller or not self.results:

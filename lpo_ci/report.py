@@ -87,12 +87,16 @@ def terminal_summary(items: list[dict[str, Any]], notes: list[str] | None = None
     return render_resource("report/terminal.txt.j2", rows=table(items), notes=notes)
 
 
-def build_report(items: list[dict[str, Any]], *, base_rev: str | None = None,
+def build_report(items: list[dict[str, Any]], *, base_rev: str | None = None, root: Path | None = None,
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``root``, the project root, gives ``repo_prefix``: template paths are relative to the
+    project, GitHub wants them relative to the repository."""
+    from .vcs import repo_prefix
+
     return {
         "version": REPORT_VERSION, "tool": f"lpo-ci {__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "base_rev": base_rev, "summary": totals(items),
+        "base_rev": base_rev, "repo_prefix": repo_prefix(root) if root else "", "summary": totals(items),
         "templates": sorted(items, key=lambda i: i["template"]), **(extra or {}),
     }
 

@@ -56,6 +56,16 @@ def resolve_base(root: Path, explicit: str | None = None) -> str | None:
     return _git(root, "rev-parse", "HEAD").stdout.strip()
 
 
+def repo_prefix(root: Path) -> str:
+    """Where ``root`` sits in its git repository ("" at the top, "sub/dir/" below it):
+    what turns a template's path into the repository path GitHub knows it by."""
+    try:
+        result = _git(root, "rev-parse", "--show-prefix")
+    except FileNotFoundError:
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
 def show(root: Path, rev: str, relpath: str) -> str | None:
     """The file at ``rev``, or None if it did not exist there (a new template)."""
     result = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{relpath}"], capture_output=True)

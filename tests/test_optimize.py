@@ -148,3 +148,35 @@ def test_a_small_budget_is_never_exceeded(tmp_path, data_dir):
         result = run(prepared, template, GOOD, budget=Budget(calls=50))
         assert server.requests <= 50
         assert result.budget["spent"]["calls"] == server.requests
+
+
+@pytest.mark.slow
+def test_a_bounded_run_on_a_bbh_task_with_the_local_model_stays_within_its_budget(tmp_path, data_dir):
+    """The embedded model as task model, LLM-free operators, a small call budget: the search runs
+    its rounds, stops on the budget and reports what it spent."""
+    from lpo_ci import local_model
+
+    if not local_model.is_available():
+        pytest.skip("the local extra is not installed")
+    spec = "{# lpo:\n  benchmark: bbh/boolean_expressions\n  samples: 16\n  mode: completion\n" \
+           "  max_tokens: 3\n  stop: \"\\n\"\n#}\n"
+    project = tmp_path / "project"
+    (project / "prompts").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[tool.lpo_ci]\n", encoding="utf-8")
+    path = project / "prompts" / "bool.j2"
+    path.write_text(spec + "Boolean expression.\nQ: {{ input }}\nA:", encoding="utf-8")
+    settings = load_settings(project)
+    template = read_template(settings, path)
+    prepared = Session(settings, use_git=False).prepare(template)
+    assert prepared.client.params.model == local_model.DEFAULT_LOCAL_MODEL
+    base = spec + "Evaluate the result of a random Boolean expression.\nQ: {{ input }}\nA:"
+    options = OptimizeOptions(budget=Budget(calls=60), heldout_size=16, dev_size=16, rungs=(8, 16), rounds=2)
+    result = asyncio.run(optimize_template(head_source=template.source, base_source=base,
+                                           relpath=template.relpath, prepared=prepared, options=options))
+    spent = result.budget["spent"]["calls"]
+    assert 0 < spent <= 60
+    assert result.mark_sources == ["diff"] and result.marks
+    assert result.status in ("suggested", "no_suggestion") and result.reason
+    assert result.curve and result.curve[0]["calls"] <= spent
+    if result.status == "suggested":
+        assert result.heldout["p_value"] < 0.05 and result.patch

@@ -916,3 +916,44 @@ def test_cli_optimize_writes_the_patch_and_exits_0(pytester, openai_server, monk
                    "--cache-dir", str(pytester.path / "fresh-cache")])
     assert status == 1
     assert openai_server.requests - before <= 5 + 80  # gate re-scoring (fresh cache) + the budget
+
+
+# --------------------------------------------------------------------------
+# what the GitHub Action relies on: --lpo-only, --lpo-prompts, repo_prefix
+
+
+def test_lpo_only_collects_templates_and_nothing_else(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    pytester.makepyfile(test_app="def test_app():\n    assert False\n")
+    result = pytester.runpytest("--lpo", "--lpo-only")
+    result.assert_outcomes(passed=1)
+    result = pytester.runpytest("--lpo")
+    result.assert_outcomes(passed=1, failed=1)
+
+
+def test_lpo_prompts_overrides_the_configured_globs(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    write_template(pytester, "other/y.j2", GOOD)
+    result = pytester.runpytest("--lpo", "--lpo-only", "--lpo-prompts=other/*.j2", "--lpo-report=r.json")
+    result.assert_outcomes(passed=1)
+    assert [t["template"] for t in report(pytester, "r.json")["templates"]] == ["other/y.j2"]
+
+
+def test_the_report_says_where_the_project_sits_in_its_repository(pytester, openai_server):
+    sub = pytester.path / "services" / "bot"
+    sub.mkdir(parents=True)
+    (sub / "pyproject.toml").write_text(f'[tool.lpo_ci]\nmodel = "openai/fake"\napi_base = "{openai_server.url}"\n',
+                                        encoding="utf-8")
+    (sub / "prompts").mkdir()
+    (sub / "prompts" / "x.j2").write_text(spec() + GOOD, encoding="utf-8")
+    init_repo(pytester)
+    result = pytester.runpytest("--lpo", "--lpo-report=r.json", "--rootdir", str(sub), str(sub))
+    result.assert_outcomes(passed=1)
+    data = report(pytester, "r.json")
+    assert data["repo_prefix"] == "services/bot/" and data["templates"][0]["template"] == "prompts/x.j2"
+
+    from lpo_ci.github.report_view import load_report
+
+    assert load_report(pytester.path / "r.json").templates[0].path == "services/bot/prompts/x.j2"

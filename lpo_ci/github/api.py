@@ -1,0 +1,135 @@
+"""A small GitHub REST client: the few endpoints publishing needs, done right.
+
+Standard library only (nothing to install in the Action's Python). Transient
+answers (5xx, 429, a rate-limited 403) are retried with the wait GitHub asks
+for (``Retry-After``, else ``x-ratelimit-reset``), capped; list endpoints are
+followed through their ``Link`` headers. The token is sent as a header and
+never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .. import __version__
+
+TRANSIENT = frozenset({429, 500, 502, 503, 504})
+MAX_WAIT = 60.0  # seconds: a longer rate-limit wait fails the call instead of stalling the job
+PAGE_SIZE = 100
+MAX_PAGES = 50
+
+
+class GitHubError(Exception):
+    """A call that failed for good; ``status`` is the HTTP status (0 when unreachable)."""
+
+    def __init__(self, method: str, path: str, status: int, message: str):
+        self.method, self.path, self.status, self.message = method, path, status, message
+        super().__init__(f"GitHub API {method} {path}: {status or 'unreachable'} {message}".rstrip())
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    data: Any
+
+
+def _message(body: bytes) -> str:
+    """GitHub's own error message and details, short."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:200]
+    if not isinstance(data, dict):
+        return ""
+    text = str(data.get("message", ""))
+    errors = data.get("errors")
+    if errors:
+        details = [e.get("message") or e.get("code") if isinstance(e, dict) else str(e) for e in errors]
+        text += ": " + "; ".join(str(d) for d in details if d)
+    return text[:500]
+
+
+def _next_link(header: str | None) -> str | None:
+    for part in (header or "").split(","):
+        match = re.match(r'\s*<([^>]+)>\s*;\s*rel="next"', part)
+        if match:
+            return match.group(1)
+    return None
+
+
+class GitHubAPI:
+    def __init__(self, token: str, api_url: str = "https://api.github.com", *, retries: int = 4,
+                 timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep):
+        self.api_url = api_url.rstrip("/")
+        self._token = token
+        self.retries = retries
+        self.timeout = timeout
+        self._sleep = sleep
+        self.calls = 0
+        self.retried = 0
+
+    def _wait(self, status: int, headers: dict[str, str], attempt: int) -> float | None:
+        """Seconds to wait before retrying, or None if this answer is final."""
+        limited = status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
+        if status not in TRANSIENT and not limited:
+            return None
+        if "retry-after" in headers:
+            try:
+                return float(headers["retry-after"])
+            except ValueError:
+                pass
+        if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
+            try:
+                return max(0.0, float(headers["x-ratelimit-reset"]) - time.time())
+            except ValueError:
+                pass
+        return min(2.0 ** attempt, 8.0)
+
+    def request(self, method: str, path: str, body: Any = None) -> Response:
+        url = path if path.startswith("http") else self.api_url + path
+        shown = url[len(self.api_url):] if url.startswith(self.api_url) else path
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+                   "User-Agent": f"lpo-ci/{__version__}", "Authorization": f"Bearer {self._token}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in range(self.retries + 1):
+            self.calls += 1
+            request = urllib.request.Request(url, data=data, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                    raw = answer.read()
+                    return Response(answer.status, {k.lower(): v for k, v in answer.headers.items()},
+                                    json.loads(raw) if raw else None)
+            except urllib.error.HTTPError as exc:
+                status, answer_headers = exc.code, {k.lower(): v for k, v in exc.headers.items()}
+                message = _message(exc.read())
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                status, answer_headers = 0, {}
+                message = str(getattr(exc, "reason", exc))
+            wait = 1.0 if status == 0 else self._wait(status, answer_headers, attempt)
+            if wait is None or attempt == self.retries or wait > MAX_WAIT:
+                raise GitHubError(method, shown, status, message)
+            self.retried += 1
+            self._sleep(wait)
+        raise AssertionError("unreachable")
+
+    def paginate(self, path: str) -> list[Any]:
+        """Every item of a list endpoint, following ``Link: rel="next"``."""
+        separator = "&" if "?" in path else "?"
+        url: str | None = f"{path}{separator}per_page={PAGE_SIZE}"
+        items: list[Any] = []
+        for _ in range(MAX_PAGES):
+            if url is None:
+                break
+            answer = self.request("GET", url)
+            items.extend(answer.data or [])
+            url = _next_link(answer.headers.get("link"))
+        return items

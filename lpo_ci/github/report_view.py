@@ -1,0 +1,265 @@
+"""The JSON report read as untrusted input, reduced to what publishing shows.
+
+In the fork-safe set-up the report is an artifact uploaded by a run of the
+pull request's own code, so nothing in it is trusted: every field is type
+checked, paths must stay inside the repository, and text is kept as plain
+strings for the escaping templates. A malformed report is an error naming
+the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..errors import LpoError
+from .markdown import redact
+
+STATUSES = ("pass", "fail", "error")
+MAX_TEXT = 20000
+MAX_SOURCE = 1_000_000  # a template's text
+
+
+class ReportError(LpoError):
+    """The report file cannot be read or is not an lpo-ci report."""
+
+
+@dataclass
+class SuggestionView:
+    start_line: int
+    end_line: int
+    replacement: str
+
+
+@dataclass
+class OptimizationView:
+    status: str
+    reason: str
+    mode: str
+    dev_head: float | None
+    dev_winner: float | None
+    heldout_head: float | None
+    heldout_winner: float | None
+    heldout_n: int | None
+    p_value: float | None
+    calls: int
+    usd: float
+    changes: str
+    patch: str | None
+    head_source: str | None
+    winner_source: str | None
+    suggestions: list[SuggestionView] = field(default_factory=list)
+
+
+@dataclass
+class Flip:
+    id: str
+    target: str
+    base_answer: str
+    head_answer: str
+
+
+@dataclass
+class TemplateView:
+    template: str          # relative to the project root
+    path: str              # relative to the repository root (annotations, review comments)
+    line: int
+    data: str
+    model: str
+    status: str
+    reason: str
+    n: int | None
+    base_accuracy: float | None
+    head_accuracy: float | None
+    base_interval: list[float] | None
+    head_interval: list[float] | None
+    delta: float | None
+    p_value: float | None
+    calls: int
+    cache_hits: int
+    cost: float
+    flips: list[Flip]
+    optimization: OptimizationView | None
+
+
+@dataclass
+class ReportView:
+    file: str
+    tool: str
+    base_rev: str | None
+    templates: list[TemplateView]
+
+    @property
+    def regressed(self) -> list[TemplateView]:
+        return [t for t in self.templates if t.status == "fail"]
+
+    @property
+    def errored(self) -> list[TemplateView]:
+        return [t for t in self.templates if t.status == "error"]
+
+
+class _Reader:
+    """Typed access to one JSON object, with errors that say where."""
+
+    def __init__(self, file: str, data: Any, where: str, secrets: tuple[str, ...] = ()):
+        self.secrets = secrets
+        if not isinstance(data, dict):
+            raise ReportError(f"{where or 'the report'}: expected an object", path=file,
+                              hint="pass the file written by --lpo-report or lpo-ci eval --report")
+        self.file, self.data, self.where = file, data, where
+
+    def fail(self, key: str, expected: str) -> ReportError:
+        where = f"{self.where}.{key}" if self.where else key
+        return ReportError(f"{where}: expected {expected}, got {json.dumps(self.data.get(key))[:60]}",
+                           path=self.file, hint="the report was not written by this lpo-ci, or was altered")
+
+    def text(self, key: str, default: str | None = "", limit: int = MAX_TEXT) -> str:
+        value = self.data.get(key, default)
+        if value is None and default is None:
+            return ""
+        if not isinstance(value, str):
+            raise self.fail(key, "a string")
+        return self.redact(value)[:limit]  # before any escaping can disguise a secret
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+    def number(self, key: str, low: float = -math.inf, high: float = math.inf) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise self.fail(key, f"a number in [{low}, {high}]")
+        return float(value)
+
+    def integer(self, key: str, default: int | None = 0, low: int = 0) -> int | None:
+        value = self.data.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise self.fail(key, f"an integer >= {low}")
+        return value
+
+    def interval(self, key: str) -> list[float] | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in value)):
+            raise self.fail(key, "two numbers in [0, 1]")
+        return [float(v) for v in value]
+
+    def child(self, key: str) -> "_Reader | None":
+        value = self.data.get(key)
+        if value is None:
+            return None
+        where = f"{self.where}.{key}" if self.where else key
+        return _Reader(self.file, value, where, self.secrets)
+
+    def items(self, key: str) -> list["_Reader"]:
+        value = self.data.get(key) or []
+        if not isinstance(value, list):
+            raise self.fail(key, "a list")
+        where = f"{self.where}.{key}" if self.where else key
+        return [_Reader(self.file, v, f"{where}[{i}]", self.secrets) for i, v in enumerate(value)]
+
+
+def _relative_path(reader: _Reader, key: str) -> str:
+    value = reader.text(key, limit=1000)
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or "\\" in value or any(ord(c) < 32 for c in value):
+        raise reader.fail(key, "a relative path inside the repository")
+    return value
+
+
+def _flips(item: _Reader, limit: int = 50) -> list[Flip]:
+    verdict_ids = item.data.get("right_to_wrong") or []
+    if not isinstance(verdict_ids, list):
+        raise item.fail("right_to_wrong", "a list of example ids")
+    wanted = {str(i) for i in verdict_ids}
+    flips = []
+    for example in item.items("examples"):
+        if str(example.data.get("id")) not in wanted:
+            continue
+        head, base = example.child("head"), example.child("base")
+        flips.append(Flip(example.redact(str(example.data.get("id")))[:200],
+                          example.redact(str(example.data.get("target", "")))[:2000],
+                          base.text("response", None, 2000) if base else "",
+                          head.text("response", None, 2000) if head else ""))
+        if len(flips) >= limit:
+            break
+    return flips
+
+
+def _optimization(reader: _Reader | None) -> OptimizationView | None:
+    if reader is None:
+        return None
+    status = reader.text("status")
+    if status not in ("suggested", "no_suggestion"):
+        raise reader.fail("status", "'suggested' or 'no_suggestion'")
+    dev, held = reader.child("dev"), reader.child("heldout")
+    spent = (reader.child("budget") or _Reader(reader.file, {}, "")).child("spent")
+    suggestions = []
+    if status == "suggested":
+        for s in reader.items("suggestions"):
+            start, end = s.integer("start_line", low=1), s.integer("end_line", low=1)
+            if end < start:
+                raise s.fail("end_line", "a line at or after start_line")
+            suggestions.append(SuggestionView(start, end, s.text("replacement")))
+    return OptimizationView(
+        status=status, reason=reader.text("reason", limit=500), mode=reader.text("mode", limit=20),
+        dev_head=dev.number("head", 0, 1) if dev else None, dev_winner=dev.number("winner", 0, 1) if dev else None,
+        heldout_head=held.number("head", 0, 1) if held else None,
+        heldout_winner=held.number("winner", 0, 1) if held else None,
+        heldout_n=held.integer("n", None) if held else None,
+        p_value=held.number("p_value", 0, 1) if held else None,
+        calls=spent.integer("calls") if spent else 0, usd=(spent.number("usd", 0) or 0.0) if spent else 0.0,
+        changes=reader.text("changes", limit=2000), patch=reader.text("patch", None, MAX_SOURCE) or None,
+        head_source=reader.text("head_source", None, MAX_SOURCE) or None,
+        winner_source=reader.text("winner_source", None, MAX_SOURCE) or None, suggestions=suggestions)
+
+
+def _template(item: _Reader, prefix: str) -> TemplateView:
+    template = _relative_path(item, "template")
+    status = item.text("status")
+    if status not in STATUSES:
+        raise item.fail("status", "one of " + ", ".join(STATUSES))
+    usage = item.child("usage") or _Reader(item.file, {}, "")
+    head = item.child("head")
+    return TemplateView(
+        template=template, path=prefix + template, line=item.integer("line", 1, low=1) or 1,
+        data=item.text("data", None, 200), model=item.text("model", None, 200), status=status,
+        reason=item.text("reason", None, 2000), n=head.integer("n", None) if head else None,
+        base_accuracy=item.number("base_accuracy", 0, 1), head_accuracy=item.number("head_accuracy", 0, 1),
+        base_interval=item.interval("base_interval"), head_interval=item.interval("head_interval"),
+        delta=item.number("delta", -1, 1), p_value=item.number("p_value", 0, 1),
+        calls=usage.integer("calls") or 0, cache_hits=usage.integer("cache_hits") or 0,
+        cost=usage.number("cost", 0) or 0.0, flips=_flips(item) if status == "fail" else [],
+        optimization=_optimization(item.child("optimization")))
+
+
+def load_report(path: str | Path, secrets: list[str] = ()) -> ReportView:
+    """The report, checked field by field, with ``secrets`` replaced by ``***`` in every text."""
+    file = str(path)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError("no such report file", path=file,
+                          hint="write one with pytest --lpo --lpo-report FILE or lpo-ci eval --report FILE") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"cannot read the report: {exc}", path=file) from None
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"not JSON: {exc.msg} (column {exc.colno})", path=file, line=exc.lineno,
+                          hint="pass the file written by --lpo-report") from None
+    root = _Reader(file, data, "", tuple(secrets))
+    if not isinstance(data.get("templates"), list):
+        raise root.fail("templates", "a list (is this an lpo-ci report?)")
+    prefix = root.text("repo_prefix", None, 1000)
+    if prefix:
+        _relative_path(root, "repo_prefix")
+        prefix = prefix.rstrip("/") + "/"
+    return ReportView(file=file, tool=root.text("tool", None, 100), base_rev=root.text("base_rev", None, 64) or None,
+                      templates=[_template(item, prefix) for item in root.items("templates")])

@@ -1,0 +1,330 @@
+"""``lpo-ci github publish`` against the GitHub API stand-in on 127.0.0.1.
+
+The report comes from a real run (loopback model, real git repository); the
+attacker cases rewrite its model answers, as a hostile model or dataset would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lpo_ci.github.comment import COMMENT_LIMIT, MARKER, render
+from lpo_ci.github.markdown import escape
+from lpo_ci.github.publish import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE, PublishOptions, publish
+from lpo_ci.github.report_view import ReportError, load_report
+from lpo_ci.github.review import diff_hunks
+from tests.support.action_runner import read_file_commands
+from tests.support.github_server import fake_github
+from tests.support.openai_server import fake_openai_server
+from tests.support.pr_project import EDITED_LINE, make_regressed_project, pr_files, pull_request_event
+
+SECRET = "sk-live-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def regressed(tmp_path_factory):
+    """(report dict, PR files, base sha, head sha) of a real regressed run with a suggested fix."""
+    root = tmp_path_factory.mktemp("project")
+    with fake_openai_server() as server:
+        base, head = make_regressed_project(root, server.url)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "PYTEST_"))}
+        done = subprocess.run([sys.executable, "-m", "pytest", "--lpo", "--lpo-only", "--lpo-optimize",
+                               "--lpo-budget-calls=400", "--lpo-report=report.json", "-p", "no:cacheprovider",
+                               "--lpo-base=main"], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads((root / "report.json").read_text(encoding="utf-8"))
+    assert report["templates"][0]["optimization"]["status"] == "suggested"
+    return report, pr_files(root, base, head), base, head
+
+
+@pytest.fixture
+def github_env(monkeypatch, tmp_path):
+    """What a runner sets for a pull_request job; returns a function that writes the event."""
+    for name in list(os.environ):
+        if name.startswith("GITHUB_") or name in ("RUNNER_TEMP", "CI"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+
+    def setup(gh, base, head, actions=True):
+        event = tmp_path / "event.json"
+        event.write_text(json.dumps(pull_request_event(7, base, head)), encoding="utf-8")
+        values = {"GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event),
+                  "GITHUB_REPOSITORY": gh.repo, "GITHUB_API_URL": gh.url, "GITHUB_TOKEN": gh.token,
+                  "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_OUTPUT": str(tmp_path / "out")}
+        if actions:
+            values["GITHUB_ACTIONS"] = "true"
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        for name in ("summary.md", "out"):
+            (tmp_path / name).write_text("", encoding="utf-8")
+    return setup
+
+
+def write(tmp_path: Path, report: dict, name: str = "report.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(report), encoding="utf-8")
+    return str(path)
+
+
+def outputs(tmp_path: Path) -> dict:
+    return read_file_commands(tmp_path / "out")
+
+
+def test_first_run_creates_the_comment_then_edits_it_and_never_repeats_a_suggestion(
+        regressed, github_env, tmp_path, capsys):
+    report, files, base, head = regressed
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        gh.add_issue_comment(7, "looks good to me")
+        gh.add_issue_comment(7, f"quoting the bot: {MARKER}", login="mallory")  # the marker alone is not ours
+        github_env(gh, base, head)
+        options = PublishOptions(report=write(tmp_path, report), patch_out=str(tmp_path / "fix.patch"))
+        assert publish(options) == EXIT_FAIL
+        ours = [c for c in gh.issue_comments[7] if c["user"]["login"] == gh.bot_login]
+        assert len(ours) == 1 and len(gh.issue_comments[7]) == 3
+        first_id = ours[0]["id"]
+        assert len(gh.review_comments[7]) == 1
+
+        assert publish(options) == EXIT_FAIL
+        ours = [c for c in gh.issue_comments[7] if c["user"]["login"] == gh.bot_login]
+        assert [c["id"] for c in ours] == [first_id]
+        assert gh.issue_comments[7][1]["body"] == f"quoting the bot: {MARKER}"  # not edited
+        assert len(gh.review_comments[7]) == 1 and len(gh.reviews[7]) == 1
+    assert "1 already there" in capsys.readouterr().err
+    values = outputs(tmp_path)
+    assert values["regressed"] == "true" and values["patch"] == str(tmp_path / "fix.patch")
+    assert values["comment-url"].endswith(f"#issuecomment-{first_id}")
+
+
+def test_the_comment_is_found_on_a_later_page(regressed, github_env, tmp_path):
+    report, files, base, head = regressed
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        for i in range(130):
+            gh.add_issue_comment(7, f"comment {i}")
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
+        for i in range(100):
+            gh.add_issue_comment(7, f"later {i}")
+        assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
+        assert sum(MARKER in c["body"] for c in gh.issue_comments[7]) == 1
+        assert any("page=3" in path or "page=2" in path for _, path, _ in gh.log) or len(gh.log) > 3
+
+
+def test_suggestions_land_only_on_lines_of_the_diff(regressed, github_env, tmp_path):
+    report, files, base, head = regressed
+    far = copy.deepcopy(report)
+    other = copy.deepcopy(far["templates"][0])
+    other["template"] = "prompts/other.j2"  # in the report, not changed by the pull request
+    far["templates"].append(other)
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, far))) == EXIT_FAIL
+        assert [c["path"] for c in gh.review_comments[7]] == ["prompts/x.j2"]
+        body = gh.issue_comments[7][0]["body"]
+        assert f"Posted as a one-click suggestion on line {EDITED_LINE}." in body
+        assert "Not posted as a suggestion: the template is not changed by this pull request" in body
+
+
+def test_diff_hunks_know_which_new_lines_a_comment_may_sit_on():
+    patch = "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n@@ -10,2 +10,3 @@\n x\n+y\n z\n\\ No newline at end of file"
+    assert diff_hunks(patch) == [{1, 2, 3}, {10, 11, 12}]
+
+
+def test_transient_failures_are_retried(regressed, github_env, tmp_path):
+    report, files, base, head = regressed
+    with fake_github(fault_every=2, faults=(502, 429, 403, 503)) as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, report))) == EXIT_FAIL
+        statuses = [status for _, _, status in gh.log]
+        assert {502, 429, 403} <= set(statuses)
+        assert len(gh.issue_comments[7]) == 1 and len(gh.review_comments[7]) == 1
+
+
+def test_a_permanent_failure_keeps_the_verdict_and_summary_and_says_why(regressed, github_env, tmp_path, capsys):
+    report, files, base, head = regressed
+    failing = {("POST", r"/reviews$"): 500, ("POST", r"/issues/\d+/comments$"): 403}
+    with fake_github(fail_always=failing) as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, report))) == EXIT_FAIL
+        assert not gh.issue_comments.get(7) and not gh.review_comments.get(7)
+    out = capsys.readouterr().out
+    assert "::warning title=lpo-ci%3A publishing::suggestions not posted: GitHub API POST" in out
+    assert "report comment not posted" in out and "Resource not accessible by integration" in out
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "**FAIL**" in summary and "suggestions not posted" in summary
+    assert outputs(tmp_path)["regressed"] == "true"
+
+
+def test_an_unreachable_api_is_a_warning_not_a_crash(regressed, github_env, tmp_path, monkeypatch):
+    report, files, base, head = regressed
+    with fake_github() as gh:
+        github_env(gh, base, head)
+    monkeypatch.setattr("lpo_ci.github.api.time.sleep", lambda seconds: None)
+    assert publish(PublishOptions(report=write(tmp_path, report))) == EXIT_FAIL
+    assert "unreachable" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+HOSTILE = ("</details></table><img src=x onerror=alert(1)> @octocat @org/team | pipe | "
+           "![x](https://evil.example/t.png) <!-- lpo-ci:report --> ``` ~~~ [click](javascript:alert(1)) "
+           + SECRET)
+
+
+def outside_code(markdown: str) -> str:
+    """The Markdown with fenced blocks and code spans removed (CommonMark: a span closes at
+    the next backtick run of the same length)."""
+    markdown = re.sub(r"^(`{3,})[^\n]*\n.*?^\1\s*$", "", markdown, flags=re.M | re.S)
+    out, i = [], 0
+    while i < len(markdown):
+        if markdown[i] == "\\":  # an escaped character is literal text, even a backtick
+            out.append(markdown[i:i + 2])
+            i += 2
+            continue
+        if markdown[i] == "`":
+            run = re.match(r"`+", markdown[i:]).group()
+            end = markdown.find(run, i + len(run))
+            while end != -1 and markdown[end + len(run):end + len(run) + 1] == "`":
+                end = markdown.find(run, end + len(run) + 1)
+            if end != -1:
+                i = end + len(run)
+                continue
+        out.append(markdown[i])
+        i += 1
+    return "".join(out)
+
+
+def test_model_output_cannot_break_the_comment_mention_anyone_or_leak_a_key(
+        regressed, github_env, tmp_path, capsys):
+    report, files, base, head = regressed
+    hostile = copy.deepcopy(report)
+    item = hostile["templates"][0]
+    for example in item["examples"]:
+        example["head"]["response"] = HOSTILE + "\nsecond line"
+        example["target"] = "@everyone"
+    item["reason"] = HOSTILE
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, hostile))) == EXIT_FAIL
+        body = gh.issue_comments[7][0]["body"]
+        posted = body + "".join(c["body"] for c in gh.review_comments[7])
+    out = capsys.readouterr()
+    masks = [line for line in out.out.splitlines() if line.startswith("::add-mask")]
+    log = "\n".join(line for line in (out.out + out.err).splitlines() if not line.startswith("::add-mask"))
+    assert any(line.endswith(SECRET) for line in masks) and any(line.endswith(gh.token) for line in masks)
+    assert SECRET not in posted, posted
+    assert SECRET not in log, log
+    assert "REDACTED" in body
+    assert gh.token not in posted + log
+    rendered = outside_code(body)  # code spans and blocks show their text literally
+    assert "<img" not in rendered and "</details></table>" not in rendered
+    assert "@octocat" not in rendered and "@everyone" not in rendered and "@&#8203;octocat" in rendered
+    assert "](javascript:" not in rendered and "![x](" not in rendered
+    assert rendered.count(MARKER) == 1 and body.startswith(MARKER)
+    # every table row still has its own cells: no pipe of the attacker's splits one
+    table = [line for line in body.splitlines() if line.startswith("| ")]
+    flips = [line for line in table if line.count("|") - line.count("\\|") == 5]
+    assert len(flips) >= 3
+    assert all(line.count("|") - line.count("\\|") in (5, 13) for line in table), table
+
+
+def test_the_comment_fits_githubs_limit_and_keeps_every_verdict(regressed, tmp_path):
+    report, *_ = regressed
+    big = copy.deepcopy(report)
+    template = big["templates"][0]
+    for example in template["examples"]:
+        example["head"]["response"] = "x" * 5000
+    template["right_to_wrong"] = [e["id"] for e in template["examples"]]
+    big["templates"] = [dict(copy.deepcopy(template), template=f"prompts/t{i:03}.j2") for i in range(40)]
+    big["templates"] += [dict(copy.deepcopy(report["templates"][0]), template=f"prompts/ok{i:04}.j2",
+                              status="pass", optimization=None) for i in range(600)]
+    view = load_report(write(tmp_path, big))
+    text = render(view, marker=True, limit=COMMENT_LIMIT, secrets=[])
+    assert len(text) <= COMMENT_LIMIT
+    for i in range(40):
+        assert f"`prompts/t{i:03}.j2`" in text
+    assert "600 more templates passed" in text and "Details trimmed" in text
+    full = render(view, marker=False, limit=10_000_000, secrets=[])
+    assert len(full) > COMMENT_LIMIT and "Details trimmed" not in full
+
+
+def test_outside_actions_it_prints_plain_lines_and_posts_nothing(regressed, github_env, tmp_path, capsys,
+                                                                   monkeypatch):
+    report, files, base, head = regressed
+    monkeypatch.delenv("GITHUB_EVENT_PATH", raising=False)
+    for name in ("GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_REPOSITORY"):
+        monkeypatch.delenv(name, raising=False)
+    assert publish(PublishOptions(report=write(tmp_path, report))) == EXIT_FAIL
+    err = capsys.readouterr().err
+    assert "prompts/x.j2:1: error: lpo-ci: accuracy regression:" in err
+    assert "not a pull request run" in err
+
+
+def test_a_pr_number_from_an_artifact_must_name_the_evaluated_commit(regressed, github_env, tmp_path,
+                                                                      monkeypatch):
+    report, files, base, head = regressed
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha="f" * 40, files=files)  # pushed again since the evaluation
+        github_env(gh, base, head)
+        event = tmp_path / "run.json"
+        event.write_text(json.dumps({"workflow_run": {"head_sha": head, "event": "pull_request"}}),
+                         encoding="utf-8")
+        monkeypatch.setenv("GITHUB_EVENT_NAME", "workflow_run")
+        monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+        assert publish(PublishOptions(report=write(tmp_path, report), pr=7)) == EXIT_FAIL
+        assert not gh.issue_comments.get(7) and not gh.review_comments.get(7)
+        assert "refusing to post" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+def test_error_and_pass_and_missing_report_verdicts(regressed, github_env, tmp_path):
+    report, *_ = regressed
+    errored = copy.deepcopy(report)
+    errored["templates"][0].update(status="error", reason="the provider answered 401", optimization=None)
+    assert publish(PublishOptions(report=write(tmp_path, errored), comment=False, suggestions=False)) == EXIT_ERROR
+    passing = copy.deepcopy(report)
+    passing["templates"][0].update(status="pass", optimization=None)
+    assert publish(PublishOptions(report=write(tmp_path, passing), comment=False)) == EXIT_OK
+    assert publish(PublishOptions(report=write(tmp_path, passing), pytest_exit_code=1)) == EXIT_ERROR
+    missing = str(tmp_path / "none.json")
+    assert publish(PublishOptions(report=missing, pytest_exit_code=2)) == EXIT_ERROR
+    assert publish(PublishOptions(report=missing, pytest_exit_code=5)) == EXIT_OK
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r["templates"][0].update(status="pwned"), "templates[0].status: expected one of pass, fail, error"),
+    (lambda r: r["templates"][0].update(template="../../etc/passwd"),
+     "templates[0].template: expected a relative path inside the repository"),
+    (lambda r: r["templates"][0].update(head_accuracy="100%"), "templates[0].head_accuracy: expected a number"),
+    (lambda r: r.update(templates={}), "templates: expected a list"),
+])
+def test_a_malformed_report_names_the_file_and_field(regressed, tmp_path, change, message):
+    report, *_ = regressed
+    bad = copy.deepcopy(report)
+    change(bad)
+    path = write(tmp_path, bad)
+    with pytest.raises(ReportError) as caught:
+        load_report(path)
+    assert str(caught.value).startswith(f"{path}: {message}")
+
+
+def test_the_cli_reports_bad_input_with_exit_2(tmp_path, capsys):
+    from lpo_ci.cli import main
+
+    (tmp_path / "r.json").write_text('{"templates": [\n  {"template": "x.j2",}\n]}', encoding="utf-8")
+    assert main(["github", "publish", "--report", str(tmp_path / "r.json")]) == EXIT_USAGE
+    assert f"{tmp_path / 'r.json'}:2: not JSON" in capsys.readouterr().err
+
+
+def test_escape_keeps_text_readable_but_inert():
+    assert escape("a_b *c* <b>@x</b>") == r"a\_b \*c\* &lt;b&gt;@&#8203;x&lt;/b&gt;"
