@@ -33,16 +33,15 @@ import contextlib
 import copy
 import json
 import re
-import socket
-import sys
 import threading
 import time
 import zlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode
+
+from tests.support.loopback import LoopbackServer, TrackingHandler
 
 __all__ = ["FakeGitHub", "MAX_BODY", "fake_github"]
 
@@ -122,39 +121,10 @@ def _parse_patch(patch: str | None) -> list[_Hunk]:
 # The HTTP server.
 # --------------------------------------------------------------------------
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that remembers open connections, so stop() can close them."""
-
-    daemon_threads = True        # a hung client never blocks interpreter exit
-    request_queue_size = 128
-
-    def __init__(self, address, handler, fake: FakeGitHub):
-        self.fake = fake
-        self.open_sockets: set[socket.socket] = set()
-        self.sockets_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def handle_error(self, request, client_address) -> None:
-        """Clients hanging up are normal here: no traceback."""
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(TrackingHandler):
     protocol_version = "HTTP/1.1"    # keep-alive, as api.github.com
     disable_nagle_algorithm = True
     timeout = 60
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.sockets_lock:
-            self.server.open_sockets.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.sockets_lock:
-            self.server.open_sockets.discard(self.connection)
-        super().finish()
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
         """Silent: FakeGitHub.log records every request instead."""
@@ -215,7 +185,7 @@ def _int_param(params: dict[str, str], name: str, default: int) -> int:
         return default
 
 
-class FakeGitHub:
+class FakeGitHub(LoopbackServer):
     """GitHub REST API stand-in serving one repository; state is plain attributes for assertions.
 
     ``issue_comments``, ``review_comments`` and ``reviews`` map a PR number to
@@ -223,11 +193,14 @@ class FakeGitHub:
     """
 
     bot_login = "github-actions[bot]"
+    handler_class = _Handler
+    thread_name = "fake-github"
 
     def __init__(self, *, token: str = "ghs_test_token", repo: str = "octo/prompts",
                  fault_every: int = 0, faults: tuple[int, ...] = (502, 429, 403), retry_after: str = "0",
                  fail_always: dict[tuple[str, str], int] | None = None, per_page_max: int = 100,
                  host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host=host, port=port)
         self.token = token
         self.repo = repo
         self.fault_every = fault_every
@@ -235,8 +208,6 @@ class FakeGitHub:
         self.retry_after = retry_after
         self.fail_always = dict(fail_always or {})
         self.per_page_max = per_page_max
-        self.host = host
-        self.port = port   # 0: pick a free port on start()
         self.issue_comments: dict[int, list[dict]] = {}
         self.review_comments: dict[int, list[dict]] = {}
         self.reviews: dict[int, list[dict]] = {}
@@ -248,8 +219,6 @@ class FakeGitHub:
         self._ticks = 0
         self._authenticated = 0
         self._faults_sent = 0
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -565,39 +534,6 @@ class FakeGitHub:
         return {"line": line, "side": side, "start_line": start_line,
                 "start_side": start_side if start_line is not None else None,
                 "diff_hunk": "\n".join([hunk.header, *hunk.text[:end[1] + 1]])}
-
-    # --- lifecycle ---
-
-    def start(self) -> FakeGitHub:
-        if self._httpd is not None:
-            return self
-        self._httpd = _Server((self.host, self.port), _Handler, self)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-github-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close keep-alive connections, so stale clients fail fast."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        with httpd.sockets_lock:
-            for sock in list(httpd.open_sockets):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeGitHub:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<FakeGitHub {self.url} {self.repo} requests={len(self.log)}>"

@@ -20,12 +20,11 @@ import contextlib
 import hashlib
 import json
 import re
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.loopback import LoopbackServer, TrackingHandler, TrackingServer
 
 __all__ = [
     "FakeOpenAIServer",
@@ -207,41 +206,18 @@ def _truncate(answer: str, max_tokens) -> tuple[str, str]:
     return answer, "stop"
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer sized for many concurrent keep-alive clients."""
+class _Server(TrackingServer):
+    """TrackingServer sized for many concurrent keep-alive clients."""
 
-    daemon_threads = True        # a hung client never blocks interpreter exit
+    fake: FakeOpenAIServer
     request_queue_size = 1024    # listen() backlog: bursts of new connections aren't refused
 
-    def __init__(self, address, handler, fake: FakeOpenAIServer):
-        self.fake = fake
-        self.open_sockets: set[socket.socket] = set()
-        self.sockets_lock = threading.Lock()
-        super().__init__(address, handler)
 
-    def handle_error(self, request, client_address) -> None:
-        """Clients hanging up (cancelled calls, stop()) are normal here: no traceback."""
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(TrackingHandler):
     protocol_version = "HTTP/1.1"    # keep-alive, so httpx can pool connections
     disable_nagle_algorithm = True   # headers and body are separate writes: avoid 40 ms stalls
     timeout = 120                    # idle keep-alive connections eventually free their thread
     server: _Server
-
-    # --- connection bookkeeping, so stop() can close pooled connections ---
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.sockets_lock:
-            self.server.open_sockets.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.sockets_lock:
-            self.server.open_sockets.discard(self.connection)
-        super().finish()
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
         """Silent: per-request logging would flood test output."""
@@ -357,17 +333,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackServer):
     """OpenAI-compatible server on 127.0.0.1 with scripted answers, latency and failures.
 
     All knobs are plain attributes read per request, so tests can flip e.g.
     ``server.outage = True`` between runs without restarting.
     """
 
+    server_class = _Server
+    handler_class = _Handler
+    thread_name = "fake-openai"
+
     def __init__(self, *, answer: Callable[[str], str] | None = None, latency: float = 0.0,
                  fail_every: int = 0, fail_status: int = 429, retry_after: float | None = 0.05,
                  outage: bool = False, outage_status: int = 503,
                  host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host=host, port=port)
         self.answer = answer or wording_sensitive_answer
         self.latency = latency
         self.fail_every = fail_every
@@ -375,14 +356,10 @@ class FakeOpenAIServer:
         self.retry_after = retry_after
         self.outage = outage
         self.outage_status = outage_status
-        self.host = host
-        self.port = port   # 0: pick a free port on start()
         self._lock = threading.Lock()
         self._requests = 0
         self._failures = 0
         self._prompts: list[str] = []
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # --- counters ---
 
@@ -433,39 +410,6 @@ class FakeOpenAIServer:
     def _count_failure(self) -> None:
         with self._lock:
             self._failures += 1
-
-    # --- lifecycle ---
-
-    def start(self) -> FakeOpenAIServer:
-        if self._httpd is not None:
-            return self
-        self._httpd = _Server((self.host, self.port), _Handler, self)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-openai-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close pooled keep-alive connections, so stale clients fail fast."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        with httpd.sockets_lock:
-            for sock in list(httpd.open_sockets):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<FakeOpenAIServer {self.url} requests={self.requests} failures={self.failures}>"
