@@ -41,6 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="local: edit only marked tokens (default); global: all literal text")
     group.addoption("--lpo-budget-calls", type=int, default=300, metavar="N",
                     help="model calls per optimized template (cached calls are free)")
+    group.addoption("--lpo-budget-tokens", type=int, metavar="N", help="tokens per optimized template")
     group.addoption("--lpo-budget-usd", type=float, metavar="X", help="dollars per optimized template")
     group.addoption("--lpo-budget-seconds", type=float, metavar="S", help="seconds per optimized template")
     group.addoption("--lpo-optimizer-model", metavar="MODEL",
@@ -247,8 +248,8 @@ class PromptItem(pytest.Item):
         options = OptimizeOptions(
             mode=option("lpo_optimize_mode"), optimizer_model=option("lpo_optimizer_model"),
             seed=self.template.spec.seed,
-            budget=Budget(calls=option("lpo_budget_calls"), usd=option("lpo_budget_usd"),
-                          seconds=option("lpo_budget_seconds")))
+            budget=Budget(calls=option("lpo_budget_calls"), tokens=option("lpo_budget_tokens"),
+                          usd=option("lpo_budget_usd"), seconds=option("lpo_budget_seconds")))
         self.optimization = self.plugin.session.optimize(self.template, self.result, options).to_dict()
 
     def failure_text(self) -> str:

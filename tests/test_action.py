@@ -146,3 +146,21 @@ def test_the_fork_safe_pair_evaluates_read_only_then_posts_from_the_report(tmp_p
         assert publish.steps[-1].returncode == 1, publish.log
         assert len(gh.issue_comments[7]) == 1 and len(gh.review_comments[7]) == 1
         assert publish.outputs["regressed"] == "true"
+
+
+def test_a_shallow_checkout_fetches_the_base_branch(tmp_path, openai_server, data_dir):
+    """actions/checkout's default is one commit: the action fetches the base branch itself."""
+    project = tmp_path / "project"
+    base, head = make_regressed_project(project, openai_server.url)
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(project), str(origin))
+    workspace = tmp_path / "workspace"
+    git(tmp_path, "clone", "-q", "--depth", "1", "--branch", "feature", f"file://{origin}", str(workspace))
+    assert "origin/main" not in git(workspace, "branch", "-r")
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=pr_files(project, base, head))
+        run = run_action(tmp_path, workspace, gh, pull_request_event(7, base, head), optimize="false",
+                         comment="false", suggestions="false")
+    assert run.steps[-1].returncode == 1, run.log
+    assert json.loads(Path(run.outputs["report"]).read_text(encoding="utf-8"))["base_rev"] == base
+    assert git(workspace, "rev-parse", "origin/main").strip() == base

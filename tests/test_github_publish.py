@@ -328,3 +328,16 @@ def test_the_cli_reports_bad_input_with_exit_2(tmp_path, capsys):
 
 def test_escape_keeps_text_readable_but_inert():
     assert escape("a_b *c* <b>@x</b>") == r"a\_b \*c\* &lt;b&gt;@&#8203;x&lt;/b&gt;"
+
+
+def test_no_suggestion_when_the_head_differs_from_the_evaluated_template(regressed, github_env, tmp_path):
+    """In Actions the evaluated checkout is the merge commit: if the base branch also changed the
+    template, its line numbers need not hold on the PR's head, so the fix stays a patch."""
+    report, files, base, head = regressed
+    moved = [dict(f, content="{# a line the base branch added #}\n" + f["content"]) for f in files]
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=moved)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, report))) == EXIT_FAIL
+        assert not gh.review_comments[7]
+        assert "the pull request's head differs from the evaluated version" in gh.issue_comments[7][0]["body"]

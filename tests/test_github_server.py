@@ -205,3 +205,15 @@ def test_fail_always_routes_and_protocol_errors():
         status, _, data = call(gh, "POST", f"{REPO}/issues/7/comments", raw=b"{not json")
         assert (status, data["message"]) == (400, "Problems parsing JSON")
         assert gh.log[-1] == ("POST", f"{REPO}/issues/7/comments", 400)
+
+
+def test_contents_serves_a_file_at_the_head_commit_in_base64():
+    import base64
+
+    with fake_github() as gh:
+        gh.add_pull(3, head_sha="c" * 40, files=[{"filename": "prompts/a b.j2", "patch": "@@ -1 +1 @@\n-a\n+b",
+                                                  "content": "b\n"}])
+        status, _, data = call(gh, "GET", f"/repos/{gh.repo}/contents/prompts/a%20b.j2?ref={'c' * 40}")
+        assert status == 200 and base64.b64decode(data["content"]) == b"b\n"
+        status, _, _ = call(gh, "GET", f"/repos/{gh.repo}/contents/prompts/a%20b.j2?ref={'d' * 40}")
+        assert status == 404

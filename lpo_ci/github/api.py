@@ -121,6 +121,21 @@ class GitHubAPI:
             self._sleep(wait)
         raise AssertionError("unreachable")
 
+    def file_text(self, repo: str, path: str, ref: str) -> str | None:
+        """A file's text at ``ref`` (the contents API), or None if it is not there."""
+        import base64
+        from urllib.parse import quote
+
+        try:
+            data = self.request("GET", f"/repos/{repo}/contents/{quote(path)}?ref={quote(ref)}").data
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not isinstance(data, dict) or data.get("encoding") != "base64":
+            return None  # a folder, a symlink, or a file too large for this endpoint
+        return base64.b64decode(data.get("content", "")).decode("utf-8", "replace")
+
     def paginate(self, path: str) -> list[Any]:
         """Every item of a list endpoint, following ``Link: rel="next"``."""
         separator = "&" if "?" in path else "?"

@@ -61,6 +61,7 @@ _ROUTES = [  # (method, path pattern, FakeGitHub method)
     ("GET", _REPO + r"/pulls/(?P<number>\d+)/comments$", "_list_review_comments"),
     ("GET", _REPO + r"/pulls/(?P<number>\d+)/reviews$", "_list_reviews"),
     ("POST", _REPO + r"/pulls/(?P<number>\d+)/reviews$", "_create_review"),
+    ("GET", _REPO + r"/contents/(?P<path>.+)$", "_get_contents"),
 ]
 _ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in _ROUTES]
 
@@ -214,6 +215,7 @@ class FakeGitHub(LoopbackServer):
         self.log: list[tuple[str, str, int]] = []
         self._pulls: dict[int, dict] = {}
         self._hunks: dict[tuple[int, str], list[_Hunk]] = {}
+        self._contents: dict[tuple[str, str], str] = {}  # (commit sha, path) -> text
         self._lock = threading.RLock()
         self._next_id = 1_000_001   # one sequence for all kinds, so mixed-up ids never match by chance
         self._ticks = 0
@@ -229,9 +231,13 @@ class FakeGitHub(LoopbackServer):
 
     def add_pull(self, number: int, *, head_sha: str, base_ref: str = "main", head_ref: str = "feature",
                  files: list[dict]) -> None:
-        """Add (or replace, to simulate a push) an open PR whose diff is ``files``' patches."""
+        """Add (or replace, to simulate a push) an open PR whose diff is ``files``' patches;
+        a file's optional ``content`` is its text at the head commit (the contents API)."""
         normalised = []
         for item in files:
+            if item.get("content") is not None:
+                with self._lock:
+                    self._contents[(head_sha, item["filename"])] = item["content"]
             hunks = _parse_patch(item.get("patch"))
             additions = sum(kind == "+" for hunk in hunks for kind, _, _ in hunk.lines)
             deletions = sum(kind == "-" for hunk in hunks for kind, _, _ in hunk.lines)
@@ -393,6 +399,18 @@ class FakeGitHub(LoopbackServer):
                      "head": {"sha": pull["head_sha"], "ref": pull["head_ref"]},
                      "base": {"sha": "0" * 40, "ref": pull["base_ref"]},
                      "html_url": f"https://github.com/{self.repo}/pull/{pull['number']}"}
+
+    def _get_contents(self, match, path, query, body):
+        """A file at ``?ref=`` as the contents API gives it: base64 in JSON."""
+        import base64
+        from urllib.parse import unquote
+
+        text = self._contents.get((dict(parse_qsl(query)).get("ref", ""), unquote(match["path"])))
+        if text is None:
+            return 404, _error("Not Found", 404)
+        data = text.encode("utf-8")
+        return 200, {"type": "file", "encoding": "base64", "path": unquote(match["path"]), "size": len(data),
+                     "content": base64.encodebytes(data).decode("ascii")}
 
     def _list_files(self, match, path, query, body):
         pull = self._pull_or_none(match)

@@ -51,12 +51,14 @@ def make_regressed_project(root: Path, openai_url: str) -> tuple[str, str]:
 
 
 def pr_files(root: Path, base: str, head: str) -> list[dict]:
-    """[{"filename", "status", "patch"}] as GitHub lists a pull request's files."""
+    """[{"filename", "status", "patch"}] as GitHub lists a pull request's files, plus each
+    file's ``content`` at the head (what the contents API serves)."""
     files = []
     for name in git(root, "diff", "--name-only", base, head).split():
         diff = git(root, "diff", "-U3", base, head, "--", name)
         patch = diff[diff.index("@@"):].rstrip("\n")
-        files.append({"filename": name, "status": "modified", "patch": patch})
+        files.append({"filename": name, "status": "modified", "patch": patch,
+                      "content": git(root, "show", f"{head}:{name}")})
     return files
 
 
