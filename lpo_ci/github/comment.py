@@ -34,7 +34,9 @@ def headline(view: ReportView) -> str:
     if errors:
         parts.append(f"{errors} could not be evaluated")
     if not parts:
-        return f"all {len(view.templates)} prompt template{'s' * (len(view.templates) != 1)} hold their accuracy"
+        count = len(view.templates)
+        return "the prompt template holds its accuracy" if count == 1 else \
+            f"all {count} prompt templates hold their accuracy"
     return ", ".join(parts)
 
 

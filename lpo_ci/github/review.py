@@ -86,22 +86,18 @@ def plan(view: ReportView, files: list[dict]) -> tuple[list[Planned], dict[str, 
     return postable, skipped
 
 
-def _same_text(at_head: str | None, planned: list[Planned], path: str) -> bool:
-    """Line numbers come from the evaluated file (in Actions, the merge commit's): they hold on
-    the PR's head only if the file there is the same text."""
-    evaluated = next(p.template.optimization.head_source for p in planned if p.template.path == path)
-    return at_head is not None and evaluated is not None and \
-        at_head.replace("\r\n", "\n") == evaluated.replace("\r\n", "\n")
-
-
 def post_suggestions(api: GitHubAPI, repo: str, number: int, head_sha: str, view: ReportView,
                      secrets: list[str]) -> tuple[dict[str, list[tuple[int, int]]], dict[str, str], int]:
     """Post new suggestions as one review; returns (posted or already there, by path: line ranges),
     (not posted, by path: why) and the number of review comments created."""
     files = api.paginate(f"/repos/{repo}/pulls/{number}/files")
     planned, skipped = plan(view, files)
-    for path in sorted({p.template.path for p in planned}):
-        if not _same_text(api.file_text(repo, path, head_sha), planned, path):
+    # Line numbers come from the evaluated file (in Actions, the merge commit's): they hold on
+    # the PR's head only if the file there is the same text.
+    evaluated = {p.template.path: p.template.optimization.head_source or "" for p in planned}
+    for path, text in sorted(evaluated.items()):
+        at_head = api.file_text(repo, path, head_sha)
+        if at_head is None or at_head.replace("\r\n", "\n") != text.replace("\r\n", "\n"):
             skipped[path] = ("the pull request's head differs from the evaluated version of the template "
                              "(the base branch changed it too)")
     planned = [p for p in planned if p.template.path not in skipped]
