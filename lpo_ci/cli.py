@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE = 0, 1, 3, 2
+from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE
 
 
 def _project_root(start: Path) -> Path:

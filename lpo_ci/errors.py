@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Exit statuses of the lpo-ci commands (the Action's verdict step reads them too).
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+
 
 class LpoError(Exception):
     """An error caused by the user's input, shown without a traceback.

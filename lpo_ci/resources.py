@@ -18,10 +18,15 @@ def templates_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
-def render_resource(name: str, **context) -> str:
-    """Render one of the shipped templates (plain Jinja2: these are ours, not the user's)."""
+def resource_environment(**options):
+    """A Jinja2 environment over the shipped templates (plain Jinja2: these are ours, not the
+    user's); ``options`` add to it, e.g. a ``finalize`` that escapes every output."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    env = Environment(loader=FileSystemLoader(str(templates_dir())), undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    return env.get_template(name).render(**context)
+    return Environment(loader=FileSystemLoader(str(templates_dir())), undefined=StrictUndefined,
+                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, **options)
+
+
+def render_resource(name: str, **context) -> str:
+    """Render one of the shipped templates."""
+    return resource_environment().get_template(name).render(**context)

@@ -18,7 +18,8 @@ import pytest
 
 from lpo_ci.github.comment import COMMENT_LIMIT, MARKER, render
 from lpo_ci.github.markdown import escape
-from lpo_ci.github.publish import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE, PublishOptions, publish
+from lpo_ci.errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from lpo_ci.github.publish import PublishOptions, publish
 from lpo_ci.github.report_view import ReportError, load_report
 from lpo_ci.github.review import diff_hunks
 from tests.support.action_runner import read_file_commands
@@ -114,9 +115,11 @@ def test_the_comment_is_found_on_a_later_page(regressed, github_env, tmp_path):
         assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
         for i in range(100):
             gh.add_issue_comment(7, f"later {i}")
+        before = len(gh.log)
         assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
         assert sum(MARKER in c["body"] for c in gh.issue_comments[7]) == 1
-        assert any("page=3" in path or "page=2" in path for _, path, _ in gh.log) or len(gh.log) > 3
+        pages = [p for m, p, _ in gh.log[before:] if m == "GET" and p.endswith("/issues/7/comments")]
+        assert len(pages) == 3  # 231 comments, 100 a page: the marker was found by following Link
 
 
 def test_suggestions_land_only_on_lines_of_the_diff(regressed, github_env, tmp_path):
@@ -250,12 +253,12 @@ def test_the_comment_fits_githubs_limit_and_keeps_every_verdict(regressed, tmp_p
     big["templates"] += [dict(copy.deepcopy(report["templates"][0]), template=f"prompts/ok{i:04}.j2",
                               status="pass", optimization=None) for i in range(600)]
     view = load_report(write(tmp_path, big))
-    text = render(view, marker=True, limit=COMMENT_LIMIT, secrets=[])
+    text = render(view, marker=True, limit=COMMENT_LIMIT)
     assert len(text) <= COMMENT_LIMIT
     for i in range(40):
         assert f"`prompts/t{i:03}.j2`" in text
     assert "600 more templates passed" in text and "Details trimmed" in text
-    full = render(view, marker=False, limit=10_000_000, secrets=[])
+    full = render(view, marker=False, limit=10_000_000)
     assert len(full) > COMMENT_LIMIT and "Details trimmed" not in full
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .api import GitHubAPI, GitHubError
-from .markdown import environment, redact
+from .markdown import environment
 from .report_view import ReportView
 
 MARKER = "<!-- lpo-ci:report -->"
@@ -40,7 +40,7 @@ def headline(view: ReportView) -> str:
     return ", ".join(parts)
 
 
-def render(view: ReportView, *, marker: bool, limit: int, secrets: list[str], posted=None, unposted=None,
+def render(view: ReportView, *, marker: bool, limit: int, posted=None, unposted=None,
            problems: list[str] | None = None, run_url: str | None = None) -> str:
     """The report in Markdown, as detailed as fits in ``limit`` characters."""
     env = environment()
@@ -58,10 +58,10 @@ def render(view: ReportView, *, marker: bool, limit: int, secrets: list[str], po
     for collapse_passing in (False, True):
         rows = [t for t in templates if t.status != "pass"] if collapse_passing else templates
         for detail, flips_shown, answer_chars in LEVELS:
-            text = redact(template.render(
+            text = template.render(
                 **context, rows=rows, hidden_passing=len(templates) - len(rows), detail=detail,
                 flips_shown=flips_shown, answer_chars=answer_chars,
-                trimmed=(detail, flips_shown) != LEVELS[0][:2] or collapse_passing), secrets)
+                trimmed=(detail, flips_shown) != LEVELS[0][:2] or collapse_passing)
             if len(text) <= limit:
                 return text
     return text  # the verdicts of the failing templates alone are over the limit: GitHub will say so

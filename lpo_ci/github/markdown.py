@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 
-from ..resources import templates_dir
+from ..resources import resource_environment
 
 MENTION_BREAK = "@&#8203;"  # a zero-width space after @: shown as @, notifies nobody
 _PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:=])")
@@ -97,11 +97,8 @@ def _interval(value: object) -> Safe:
 
 def environment():
     """The Jinja environment for the GitHub templates: every output escaped unless Safe."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-    env = Environment(loader=FileSystemLoader(str(templates_dir())), undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                      finalize=lambda value: value if isinstance(value, Safe) else escape("" if value is None else value))
+    env = resource_environment(
+        finalize=lambda value: value if isinstance(value, Safe) else escape("" if value is None else value))
     env.filters.update(code=code, fenced=fenced, pct=_pct, signed_pct=_signed_pct, p=_p, interval=_interval, usd=_usd,
                        shorten=shorten, safe_md=Safe)
     return env

@@ -13,13 +13,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..patch import unified_diff
+from ..errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 from . import comment, review, workflow
 from .api import GitHubAPI, GitHubError
-from .markdown import redact, secrets_from_env
+from .markdown import secrets_from_env
 from .report_view import ReportView, load_report
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 PYTEST_NO_TESTS = 5
 
 
@@ -38,10 +37,7 @@ class PublishOptions:
 
 def _combined_patch(view: ReportView) -> str:
     """One patch for every suggested fix, with repository paths, for ``git apply`` at the top."""
-    return "".join(unified_diff(t.optimization.head_source, t.optimization.winner_source, t.path)
-                   for t in view.templates
-                   if t.optimization and t.optimization.status == "suggested"
-                   and t.optimization.head_source and t.optimization.winner_source)
+    return "".join(t.fix_patch for t in view.templates if t.fix_patch)
 
 
 def _say(message: str) -> None:
@@ -80,7 +76,7 @@ def _annotate(view: ReportView) -> None:
 
 def publish(options: PublishOptions) -> int:
     token = os.environ.get("GITHUB_TOKEN", "")
-    secrets = sorted(set(secrets_from_env() + ([token] if len(token) >= 8 else [])), key=len, reverse=True)
+    secrets = secrets_from_env()  # GITHUB_TOKEN among them
     workflow.mask(secrets)
     report_path = Path(options.report)
     if not report_path.exists() and options.pytest_exit_code == PYTEST_NO_TESTS:
@@ -88,7 +84,7 @@ def publish(options: PublishOptions) -> int:
     elif not report_path.exists() and options.pytest_exit_code not in (None, 0):
         view = None
     else:
-        view = load_report(report_path, secrets)  # a ReportError (bad input) goes to the caller
+        view = load_report(report_path, secrets)  # redacted as read; a ReportError goes to the caller
     status, message = _verdict(view, options.pytest_exit_code)
 
     patch_path = None
@@ -109,13 +105,13 @@ def publish(options: PublishOptions) -> int:
             posting.problems.append("no GITHUB_TOKEN: nothing was posted to the pull request")
         else:
             api = GitHubAPI(token, options.api_url or os.environ.get("GITHUB_API_URL") or "https://api.github.com")
-            _post(api, target, view, options, secrets, posting)
+            _post(api, target, view, options, posting)
     problems = posting.problems
     for problem in problems:
-        workflow.annotate("warning", redact(problem, secrets), title="lpo-ci: publishing")
+        workflow.annotate("warning", problem, title="lpo-ci: publishing")
 
     if view is not None:
-        summary = comment.render(view, marker=False, limit=comment.SUMMARY_LIMIT, secrets=secrets,
+        summary = comment.render(view, marker=False, limit=comment.SUMMARY_LIMIT,
                                  posted=posting.posted, unposted=posting.unposted, problems=problems, run_url=None)
         workflow.append_summary(summary)
     else:
@@ -123,7 +119,7 @@ def publish(options: PublishOptions) -> int:
     workflow.set_outputs(report=str(report_path) if view is not None else "",
                          regressed=bool(view and view.regressed), errored=status == EXIT_ERROR,
                          patch=str(patch_path) if patch_path else "", comment_url=posting.comment_url)
-    _say(redact(message, secrets))
+    _say(message)
     return status
 
 
@@ -136,23 +132,22 @@ class Posting:
 
 
 def _post(api: GitHubAPI, target: workflow.PullRequest, view: ReportView, options: PublishOptions,
-          secrets: list[str], posting: Posting) -> None:
-    try:
-        if options.pr is not None:
-            _check_head(api, target)
-    except GitHubError as exc:
-        posting.problems.append(f"nothing posted: {exc}")
-        return
+          posting: Posting) -> None:
+    if options.pr is not None:
+        mismatch = _head_mismatch(api, target)
+        if mismatch:
+            posting.problems.append(f"nothing posted: {mismatch}")
+            return
     if options.suggestions and view.regressed:
         try:
             posting.posted, posting.unposted, created = review.post_suggestions(
-                api, target.repo, target.number, target.head_sha, view, secrets)
+                api, target.repo, target.number, target.head_sha, view)
             _say(f"{created} new suggestion(s) posted, "
                  f"{sum(map(len, posting.posted.values())) - created} already there")
         except GitHubError as exc:
             posting.problems.append(f"suggestions not posted: {exc}")
     if options.comment:
-        body = comment.render(view, marker=True, limit=comment.COMMENT_LIMIT, secrets=secrets,
+        body = comment.render(view, marker=True, limit=comment.COMMENT_LIMIT,
                               posted=posting.posted, unposted=posting.unposted, run_url=workflow.run_url())
         try:
             action, posting.comment_url = comment.upsert_sticky(api, target.repo, target.number, body)
@@ -161,11 +156,15 @@ def _post(api: GitHubAPI, target: workflow.PullRequest, view: ReportView, option
             posting.problems.append(f"report comment not posted: {exc}")
 
 
-def _check_head(api: GitHubAPI, target: workflow.PullRequest) -> None:
-    """A PR number from outside the event (an artifact) must name the commit that was evaluated."""
-    data = api.request("GET", f"/repos/{target.repo}/pulls/{target.number}").data or {}
+def _head_mismatch(api: GitHubAPI, target: workflow.PullRequest) -> str | None:
+    """A PR number from outside the event (an artifact) must name the commit that was evaluated;
+    what is wrong if it does not."""
+    try:
+        data = api.request("GET", f"/repos/{target.repo}/pulls/{target.number}").data or {}
+    except GitHubError as exc:
+        return str(exc)
     actual = (data.get("head") or {}).get("sha")
     if actual != target.head_sha:
-        raise GitHubError("GET", f"/repos/{target.repo}/pulls/{target.number}", 0,
-                           f"the pull request's head is {str(actual)[:12]}, not the evaluated commit "
-                           f"{target.head_sha[:12]}: refusing to post")
+        return (f"the pull request's head is {str(actual)[:12]}, not the evaluated commit "
+                f"{target.head_sha[:12]}: refusing to post")
+    return None

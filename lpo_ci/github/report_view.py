@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -47,8 +48,6 @@ class OptimizationView:
     p_value: float | None
     calls: int
     usd: float
-    changes: str
-    patch: str | None
     head_source: str | None
     winner_source: str | None
     suggestions: list[SuggestionView] = field(default_factory=list)
@@ -83,6 +82,17 @@ class TemplateView:
     cost: float
     flips: list[Flip]
     optimization: OptimizationView | None
+
+    @cached_property
+    def fix_patch(self) -> str:
+        """The suggested fix as a patch on the repository path, rebuilt here from the two
+        texts (never the report's own patch text), or "" when there is none."""
+        from ..patch import unified_diff
+
+        o = self.optimization
+        if not o or o.status != "suggested" or not o.head_source or not o.winner_source:
+            return ""
+        return unified_diff(o.head_source, o.winner_source, self.path)
 
 
 @dataclass
@@ -217,7 +227,6 @@ def _optimization(reader: _Reader | None) -> OptimizationView | None:
         heldout_n=held.integer("n", None) if held else None,
         p_value=held.number("p_value", 0, 1) if held else None,
         calls=spent.integer("calls") if spent else 0, usd=(spent.number("usd", 0) or 0.0) if spent else 0.0,
-        changes=reader.text("changes", limit=2000), patch=reader.text("patch", None, MAX_SOURCE) or None,
         head_source=reader.text("head_source", None, MAX_SOURCE) or None,
         winner_source=reader.text("winner_source", None, MAX_SOURCE) or None, suggestions=suggestions)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..patch import Suggestion
 from .api import GitHubAPI
-from .markdown import escape, redact
+from .markdown import escape
 from .report_view import ReportView, TemplateView
 
 KEY_MARKER = "<!-- lpo-ci:suggestion {key} -->"
@@ -55,14 +55,14 @@ class Planned:
         text = f"{self.template.path}\0{self.start_line}\0{self.end_line}\0{self.replacement}"
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
-    def body(self, secrets: list[str]) -> str:
+    def body(self) -> str:
         """Rebuilt from the replacement lines (never a body taken from the report),
         with a fence no line inside can close."""
         o = self.template.optimization
         why = (f"lpo-ci suggests this edit: held-out accuracy {o.heldout_head or 0:.1%} → "
                f"{o.heldout_winner or 0:.1%} (p = {o.p_value or 0:.2g}) on {self.template.data}.")
         block = Suggestion(self.start_line, self.end_line, self.replacement).block()
-        return redact(f"{escape(why)}\n\n{block}\n{KEY_MARKER.format(key=self.key)}", secrets)
+        return f"{escape(why)}\n\n{block}\n{KEY_MARKER.format(key=self.key)}"
 
 
 def plan(view: ReportView, files: list[dict]) -> tuple[list[Planned], dict[str, str]]:
@@ -87,7 +87,7 @@ def plan(view: ReportView, files: list[dict]) -> tuple[list[Planned], dict[str, 
 
 
 def post_suggestions(api: GitHubAPI, repo: str, number: int, head_sha: str, view: ReportView,
-                     secrets: list[str]) -> tuple[dict[str, list[tuple[int, int]]], dict[str, str], int]:
+                     ) -> tuple[dict[str, list[tuple[int, int]]], dict[str, str], int]:
     """Post new suggestions as one review; returns (posted or already there, by path: line ranges),
     (not posted, by path: why) and the number of review comments created."""
     files = api.paginate(f"/repos/{repo}/pulls/{number}/files")
@@ -109,12 +109,12 @@ def post_suggestions(api: GitHubAPI, repo: str, number: int, head_sha: str, view
     if fresh:
         comments = []
         for p in fresh:
-            comment = {"path": p.template.path, "line": p.end_line, "side": "RIGHT", "body": p.body(secrets)}
+            comment = {"path": p.template.path, "line": p.end_line, "side": "RIGHT", "body": p.body()}
             if p.start_line != p.end_line:
                 comment.update(start_line=p.start_line, start_side="RIGHT")
             comments.append(comment)
         names = sorted({p.template.path for p in fresh})
-        body = redact(escape("lpo-ci: suggested fix for " + ", ".join(names)) + " (one click to commit).", secrets)
+        body = escape("lpo-ci: suggested fix for " + ", ".join(names)) + " (one click to commit)."
         api.request("POST", f"/repos/{repo}/pulls/{number}/reviews",
                     {"commit_id": head_sha, "event": "COMMENT", "body": body, "comments": comments})
     posted: dict[str, list[tuple[int, int]]] = {}

@@ -54,20 +54,17 @@ class Expression:
         self.index += 1
         return token
 
-    def _or(self):
-        left = self._and()
-        while self._peek() == ("op", "||"):
-            self._take()
-            right = self._and()
-            left = left if truthy(left) else right
-        return left
+    def _or(self):  # GitHub's || and && yield an operand, not a boolean
+        return self._chain("||", self._and, lambda left, right: left if truthy(left) else right)
 
     def _and(self):
-        left = self._compare()
-        while self._peek() == ("op", "&&"):
+        return self._chain("&&", self._compare, lambda left, right: right if truthy(left) else left)
+
+    def _chain(self, op: str, operand, combine):
+        left = operand()
+        while self._peek() == ("op", op):
             self._take()
-            right = self._compare()
-            left = right if truthy(left) else left
+            left = combine(left, operand())
         return left
 
     def _compare(self):

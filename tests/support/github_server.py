@@ -29,14 +29,12 @@ Stdlib only. Typical use::
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import re
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlencode
@@ -564,12 +562,6 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-@contextlib.contextmanager
-def fake_github(**options) -> Iterator[FakeGitHub]:
-    """Started FakeGitHub for the duration of a ``with`` block or a yield-fixture."""
-    server = FakeGitHub(**options)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def fake_github(**options) -> FakeGitHub:
+    """A FakeGitHub that ``with`` starts and stops."""
+    return FakeGitHub(**options)

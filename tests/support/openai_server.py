@@ -16,13 +16,12 @@ Run standalone with ``python -m tests.support.openai_server --port 8000``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from tests.support.loopback import LoopbackServer, TrackingHandler, TrackingServer
 
@@ -415,23 +414,15 @@ class FakeOpenAIServer(LoopbackServer):
         return f"<FakeOpenAIServer {self.url} requests={self.requests} failures={self.failures}>"
 
 
-@contextlib.contextmanager
-def fake_openai_server(**options) -> Iterator[FakeOpenAIServer]:
-    """Started server for the duration of a ``with`` block or a yield-fixture.
-
-    Example::
+def fake_openai_server(**options) -> FakeOpenAIServer:
+    """A server that ``with`` starts and stops, e.g. in a yield-fixture::
 
         @pytest.fixture
         def openai_server():
             with fake_openai_server(latency=0.01) as server:
                 yield server
     """
-    server = FakeOpenAIServer(**options)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return FakeOpenAIServer(**options)
 
 
 def main(argv: list[str] | None = None) -> None:
