@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.util
 import os
 import random
@@ -120,6 +121,44 @@ def _threads() -> int:
     return max(1, cores // max(1, workers))
 
 
+def _cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            return any(line.startswith("flags") and " amx_tile" in line for line in info)
+    except OSError:  # not Linux
+        return False
+
+
+@contextlib.contextmanager
+def plain_cpu_buffers_on_amx():
+    """Load the model without llama.cpp's extra CPU buffer types on a CPU that reports AMX.
+
+    A native build of llama.cpp puts the weights in AMX buffers there, and its AMX matrix
+    kernel crashes the process (a segmentation fault in ``ggml_backend_amx_mul_mat``,
+    seen with llama-cpp-python 0.3.35 and 0.3.36 under virtualisation). llama-cpp-python
+    does not expose the model parameter that turns them off, so it is set on the default
+    parameters its ``Llama`` starts from, for this one load.
+    """
+    from llama_cpp import llama as llama_module
+
+    low_level = llama_module.llama_cpp
+    defaults = low_level.llama_model_default_params
+    if not _cpu_has_amx() or not hasattr(defaults(), "use_extra_bufts"):
+        yield
+        return
+
+    def without_extra_buffers():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    low_level.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        low_level.llama_model_default_params = defaults
+
+
 def load():
     """The process's llama_cpp.Llama, loaded on first use. Call with ``_lock`` held."""
     global _llama
@@ -132,8 +171,9 @@ def load():
         try:
             # swa_full=False: same logits as the full-size sliding-window cache (we never
             # reuse a KV prefix), less memory, and no warning printed on stderr.
-            _llama = Llama(str(path), n_ctx=LOCAL_N_CTX, n_threads=_threads(),
-                           n_threads_batch=_threads(), swa_full=False, verbose=False)
+            with plain_cpu_buffers_on_amx():
+                _llama = Llama(str(path), n_ctx=LOCAL_N_CTX, n_threads=_threads(),
+                               n_threads_batch=_threads(), swa_full=False, verbose=False)
         except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError
             raise LocalModelError(f"cannot load {path}: {exc}") from None
         atexit.register(_close)

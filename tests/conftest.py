@@ -1,21 +1,37 @@
-"""Shared fixtures: the benchmark data mirror, a loopback OpenAI-compatible server,
-and throwaway git projects."""
+"""Shared fixtures: benchmark data (generated, or the real mirror), a loopback
+OpenAI-compatible server, and throwaway git projects."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.support.openai_server import fake_openai_server
+from tests.support.synthetic_data import write_mirror
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 
-# Tests read the benchmark data from a local mirror, never from the hub.
-os.environ.setdefault("LPO_CI_DATA_DIR", str(DEFAULT_DATA_DIR))
+# The real benchmark data mirror, for the tests whose subject is the real datasets:
+# LPO_CI_DATA_DIR as given, else the mirror beside the checkout.
+# Kept in the environment too, for the pytest-xdist workers started after LPO_CI_DATA_DIR changes.
+REAL_DATA_DIR = Path(os.environ.get("LPO_CI_TESTS_REAL_DATA_DIR") or os.environ.get("LPO_CI_DATA_DIR")
+                     or REPO.parent / "shared" / "data")
+os.environ["LPO_CI_TESTS_REAL_DATA_DIR"] = str(REAL_DATA_DIR)
+REAL_DATA_HINT = ("set LPO_CI_DATA_DIR to a mirror of the benchmark data laid out as gsm8k/test.jsonl, "
+                  "multiarith/MultiArith.jsonl and bbh/<task>.json")
+
+# Every other test, and every process it starts, reads generated data in the same layout: the
+# mechanics under test never depend on the real mirror being there.
+_generated = Path(tempfile.mkdtemp(prefix="lpo-ci-test-data-"))
+atexit.register(shutil.rmtree, _generated, ignore_errors=True)
+GENERATED_DATA_DIR = write_mirror(_generated)
+os.environ["LPO_CI_DATA_DIR"] = str(GENERATED_DATA_DIR)
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -23,10 +39,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 @pytest.fixture
 def data_dir() -> Path:
-    path = Path(os.environ["LPO_CI_DATA_DIR"])
-    if not (path / "bbh").is_dir():
-        pytest.skip(f"benchmark data mirror not found at {path} (set LPO_CI_DATA_DIR)")
-    return path
+    """The generated benchmark mirror (what LPO_CI_DATA_DIR points at during the tests)."""
+    return GENERATED_DATA_DIR
+
+
+@pytest.fixture
+def real_data_dir() -> Path:
+    """The real benchmark mirror; tests whose subject is the real datasets skip without it."""
+    if not (REAL_DATA_DIR / "bbh").is_dir():
+        pytest.skip(f"real benchmark data mirror not found at {REAL_DATA_DIR}: {REAL_DATA_HINT}")
+    return REAL_DATA_DIR
 
 
 @pytest.fixture

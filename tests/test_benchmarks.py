@@ -23,15 +23,12 @@ from lpo_ci.benchmarks import (
 )
 from lpo_ci.errors import DataError, SpecError
 
-MIRROR = Path(os.environ.get(DATA_DIR_ENV)
-              or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture
-def mirror() -> Path:
-    if not (MIRROR / "gsm8k" / "test.jsonl").is_file():
-        pytest.skip(f"benchmark data mirror not found at {MIRROR} (set {DATA_DIR_ENV})")
-    return MIRROR
+def mirror(real_data_dir) -> Path:
+    """The loader's subject is the real data: these tests read the real mirror."""
+    return real_data_dir
 
 
 # --- bundled benchmarks -------------------------------------------------------

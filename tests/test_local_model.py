@@ -42,10 +42,7 @@ def litellm():
 @pytest.fixture(scope="module")
 def prompts() -> list[str]:
     """Few-shot BBH boolean_expressions prompts: three solved examples, then the question."""
-    data = Path(os.environ.get("LPO_CI_DATA_DIR", ""))
-    if not (data / "bbh").is_dir():
-        pytest.skip(f"benchmark data mirror not found at {data} (set LPO_CI_DATA_DIR)")
-    examples = load_benchmark("bbh/boolean_expressions", data_dir=data)
+    examples = load_benchmark("bbh/boolean_expressions", data_dir=os.environ["LPO_CI_DATA_DIR"])
     shots = "".join(f"Q: {e.variables['input']}\nA: {e.target}\n\n" for e in examples[-3:])
     head = "Evaluate the result of a random Boolean expression.\n\n" + shots
     return [f"{head}Q: {e.variables['input']}\nA:" for e in examples[:4]]
@@ -177,9 +174,13 @@ def llama_server(tmp_path_factory):
     port = _free_port()
     # A file, not a pipe: the server logs verbosely and would block on a full pipe.
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    # The server loads the model as lpo-ci does (see local_model.plain_cpu_buffers_on_amx).
+    launch = ("import runpy, sys; from lpo_ci.local_model import plain_cpu_buffers_on_amx; "
+              "sys.argv[0] = 'llama_cpp.server'\n"
+              "with plain_cpu_buffers_on_amx(): runpy.run_module('llama_cpp.server', run_name='__main__')")
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(local_model.model_path()),
+            [sys.executable, "-c", launch, "--model", str(local_model.model_path()),
              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(LOCAL_N_CTX)],
             stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"

@@ -401,9 +401,9 @@ def test_regression_against_git_base_fails(pytester, openai_server):
 
 def test_non_significant_drop_passes(pytester, openai_server):
     project(pytester, openai_server.url)
-    write_template(pytester, "prompts/x.j2", GOOD, samples=6)
+    write_template(pytester, "prompts/x.j2", GOOD, samples=4)
     init_repo(pytester)
-    write_template(pytester, "prompts/x.j2", BAD, samples=6)
+    write_template(pytester, "prompts/x.j2", BAD, samples=4)
 
     result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
     result.assert_outcomes(passed=1)
@@ -411,9 +411,9 @@ def test_non_significant_drop_passes(pytester, openai_server):
     assert item["status"] == "pass"
     assert item["reference"] == "base"
     assert item["delta"] < 0  # a real drop ...
-    assert item["p_value"] >= 0.05  # ... on too few examples to mean anything
+    assert item["p_value"] >= 0.05  # ... on too few examples to mean anything (4 pairs: p >= 0.5**4)
     assert "not significant" in item["reason"]
-    result.stdout.fnmatch_lines([f"prompts/x.j2*{TASK}*6*PASS*"])
+    result.stdout.fnmatch_lines([f"prompts/x.j2*{TASK}*4*PASS*"])
 
 
 def test_drop_within_tolerance_passes(pytester, openai_server):
