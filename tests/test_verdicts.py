@@ -1,0 +1,295 @@
+"""Verdicts that cannot be fooled: every way found to get a wrong "pass" (or a hang, or a
+traceback) out of the gate, each with the bad input, on real git repositories, the real
+loopback OpenAI-compatible server and, where the command line is the subject, a real
+``lpo-ci`` process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.support.openai_server import GOOD_WORDING
+from tests.test_plugin import (  # noqa: F401 - the two autouse fixtures apply here too
+    BAD, GOOD, TASK, _hermetic_env, _preload_heavy_modules, entry, init_repo, no_traceback, project, report,
+    spec, write_raw, write_template)
+
+
+def lpo_ci(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The ``lpo-ci`` command in its own process."""
+    return subprocess.run([sys.executable, "-m", "lpo_ci.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def no_traceback_in(text: str) -> None:
+    assert "Traceback" not in text and "site-packages" not in text, text
+
+
+# --------------------------------------------------------------------------
+# 1. a base that was expected but cannot be read is an error, never "unchanged"
+
+
+def _origin_with_a_regressing_branch(path: Path, url: str) -> None:
+    """A repository whose main has the good wording and whose branch 'feature' loses it;
+    main stays checked out, as on a hosting server."""
+    path.mkdir()
+    (path / "pyproject.toml").write_text(f'[tool.lpo_ci]\nmodel = "openai/fake"\napi_base = "{url}"\n',
+                                         encoding="utf-8")
+    (path / "prompts").mkdir()
+    (path / "prompts" / "x.j2").write_text(spec() + GOOD, encoding="utf-8")
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "base")
+    git(path, "checkout", "-q", "-b", "feature")
+    (path / "prompts" / "x.j2").write_text(spec() + BAD, encoding="utf-8")
+    git(path, "commit", "-q", "-am", "reword")
+    git(path, "checkout", "-q", "main")
+
+
+@pytest.fixture
+def origin(pytester, openai_server) -> Path:
+    path = pytester.path.parent / f"{pytester.path.name}-origin"
+    _origin_with_a_regressing_branch(path, openai_server.url)
+    return path
+
+
+def clone(origin: Path, into: Path, *options: str) -> None:
+    git(into.parent, "clone", "-q", *options, "--branch", "feature", f"file://{origin}", str(into))
+
+
+@pytest.mark.parametrize("lookup", ["GITHUB_BASE_REF", "default"])
+def test_a_shallow_clone_errors_where_a_full_clone_fails(pytester, origin, openai_server, monkeypatch, lookup):
+    if lookup == "GITHUB_BASE_REF":
+        monkeypatch.setenv("GITHUB_BASE_REF", "main")
+    clone(origin, pytester.path, "--depth", "1")  # what actions/checkout does by default
+    shallow = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    shallow.assert_outcomes(errors=1)
+    shallow.stdout.fnmatch_lines(["*fetch-depth: 0*"])
+    shallow.stdout.fnmatch_lines(["*git fetch origin main*"])
+    shallow.stdout.no_fnmatch_line("*unchanged*")
+    no_traceback(shallow)
+    data = report(pytester)
+    item = entry(data, "prompts/x.j2")
+    assert item["status"] == "error" and "fetch-depth: 0" in item["reason"]
+    assert data["reference"]["error"] and data["reference"]["rev"] is None
+    assert openai_server.requests == 0  # nothing is scored against nothing
+
+    full = pytester.path.parent / f"{pytester.path.name}-full"
+    clone(origin, full)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--lpo",
+                             "--lpo-report", "report.json"], cwd=full, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 1, result.stdout
+    item = entry(json.loads((full / "report.json").read_text()), "prompts/x.j2")
+    assert item["status"] == "fail" and item["reference"] == "base"
+    base = git(full, "rev-parse", "origin/main").strip()
+    assert item["base_rev"] == base
+    assert f"reference: origin/main at {base[:12]} (merge-base of HEAD with origin/main" in result.stdout
+
+
+def test_a_shallow_clone_with_the_base_branch_but_no_shared_history(pytester, origin):
+    clone(origin, pytester.path, "--depth", "1", "--no-single-branch")
+    assert git(pytester.path, "rev-parse", "--verify", "origin/main").strip()
+    result = pytester.runpytest("--lpo")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*HEAD and origin/main share no history in this shallow clone*",
+                                 "*hint: check out with fetch-depth: 0*"])
+
+
+def test_cli_eval_in_a_shallow_clone_exits_2_and_names_base(pytester, origin, monkeypatch):
+    clone(origin, pytester.path, "--depth", "1")
+    result = lpo_ci(pytester.path, "eval", "prompts/x.j2", "--report", "r.json", env={"GITHUB_BASE_REF": "main"})
+    assert result.returncode == 2, result.stderr
+    assert "GITHUB_BASE_REF is 'main', but this clone has no branch main" in result.stderr
+    assert "git fetch origin main" in result.stderr and "fetch-depth: 0" in result.stderr
+    no_traceback_in(result.stderr)
+    item = entry(json.loads((pytester.path / "r.json").read_text()), "prompts/x.j2")
+    assert item["status"] == "error"
+
+    missing = lpo_ci(pytester.path, "eval", "prompts/x.j2", "--base", "origin/nope")
+    assert missing.returncode == 2
+    assert "--base: no commit named 'origin/nope'" in missing.stderr
+    assert "--lpo-base" not in missing.stderr and "git fetch origin nope" in missing.stderr
+
+
+def test_no_remote_and_no_base_branch_falls_back_to_the_last_commit_and_says_so(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    git(pytester.path, "init", "-q", "-b", "trunk")
+    git(pytester.path, "add", "-A")
+    git(pytester.path, "commit", "-q", "-m", "base")
+    head = git(pytester.path, "rev-parse", "HEAD").strip()
+    write_template(pytester, "prompts/x.j2", BAD)  # an edit in the working tree
+
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"reference: HEAD at {head[:12]} (no remote and no main or master branch*"])
+    assert report(pytester)["reference"]["ref"] == "HEAD"
+
+    git(pytester.path, "remote", "add", "origin", "https://example.invalid/repo.git")
+    with_remote = pytester.runpytest("--lpo")
+    with_remote.assert_outcomes(errors=1)
+    with_remote.stdout.fnmatch_lines(["*the repository has a remote (origin) but none of the base branches*"])
+
+
+def test_not_a_git_repository_says_which_reference_it_used(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", BAD)
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["reference: no git base (not a git repository)"])
+    data = report(pytester)
+    assert data["reference"]["how"] == "not a git repository" and data["reference"]["baseline"]
+    assert entry(data, "prompts/x.j2")["reason"].endswith("(not a git repository)")
+
+
+def test_a_project_below_the_repository_top_reads_its_base(pytester, openai_server):
+    """``git show REV:path`` takes paths from the repository's top: a project in a subfolder
+    (the action's working-directory) must still find its templates' base versions."""
+    sub = pytester.path / "services" / "bot"
+    (sub / "prompts").mkdir(parents=True)
+    (sub / "pyproject.toml").write_text(f'[tool.lpo_ci]\nmodel = "openai/fake"\napi_base = "{openai_server.url}"\n',
+                                        encoding="utf-8")
+    (sub / "prompts" / "x.j2").write_text(spec() + GOOD, encoding="utf-8")
+    init_repo(pytester)
+    (sub / "prompts" / "x.j2").write_text(spec() + BAD, encoding="utf-8")
+    result = pytester.runpytest("--lpo", "--lpo-report=r.json", "--rootdir", str(sub), str(sub))
+    result.assert_outcomes(failed=1)
+    assert entry(report(pytester, "r.json"), "prompts/x.j2")["reference"] == "base"
+
+
+# --------------------------------------------------------------------------
+# 2. renames are followed as git follows them
+
+
+def _renamed(pytester, how: str) -> None:
+    old, new = pytester.path / "prompts" / "a.j2", pytester.path / "prompts" / "b.j2"
+    if how == "staged":
+        git(pytester.path, "mv", "prompts/a.j2", "prompts/b.j2")
+    else:
+        old.rename(new)
+    new.write_text(new.read_text(encoding="utf-8").replace(GOOD_WORDING, "Work it out"), encoding="utf-8")
+    if how == "committed":
+        git(pytester.path, "add", "-A")
+        git(pytester.path, "commit", "-q", "-m", "rename and reword")
+
+
+@pytest.mark.parametrize("how", ["staged", "unstaged", "committed"])
+def test_a_renamed_template_is_compared_with_its_old_version(pytester, openai_server, how):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/a.j2", GOOD)
+    write_template(pytester, "prompts/other.j2", "Q: {{ input }}\nA:\n", samples=5)
+    base = init_repo(pytester)
+    if how == "committed":
+        git(pytester.path, "checkout", "-q", "-b", "feature")
+    _renamed(pytester, how)
+    status_before = git(pytester.path, "status", "--porcelain", "--", "prompts")
+
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(failed=1, passed=1)
+    item = entry(report(pytester), "prompts/b.j2")
+    assert item["status"] == "fail" and item["reference"] == "base" and item["base_rev"] == base
+    assert item["renamed_from"] == "prompts/a.j2"
+    assert item["reason"].endswith(f"compared with prompts/a.j2 at main (renamed)")
+    result.stdout.fnmatch_lines(["  base accuracy (prompts/a.j2, renamed): *",
+                                 "prompts/b.j2: compared with prompts/a.j2 (renamed)"])
+    assert git(pytester.path, "status", "--porcelain", "--", "prompts") == status_before  # index untouched
+
+
+def test_a_pure_rename_is_unchanged(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/a.j2", GOOD)
+    init_repo(pytester)
+    git(pytester.path, "mv", "prompts/a.j2", "prompts/b.j2")
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    item = entry(report(pytester), "prompts/b.j2")
+    assert item["reference"] == "unchanged" and item["renamed_from"] == "prompts/a.j2"
+    assert openai_server.requests == 40
+
+
+def test_the_stored_baseline_follows_a_rename(pytester, openai_server):
+    """The baseline is the reference for a template new since the base branch; renaming it
+    (and damaging it) must not lose that reference."""
+    project(pytester, openai_server.url)
+    write_raw(pytester, "README.md", "base\n")
+    init_repo(pytester)
+    git(pytester.path, "checkout", "-q", "-b", "feature")
+    write_template(pytester, "prompts/a.j2", GOOD)
+    pytester.runpytest("--lpo", "--lpo-update-baseline").assert_outcomes(passed=1)
+    git(pytester.path, "add", "-A")
+    git(pytester.path, "commit", "-q", "-m", "new template and its baseline")
+    _renamed(pytester, "staged")
+
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(failed=1)
+    item = entry(report(pytester), "prompts/b.j2")
+    assert item["reference"] == "baseline" and item["renamed_from"] == "prompts/a.j2"
+    assert "compared with the stored baseline of prompts/a.j2 (renamed)" in item["reason"]
+
+    pytester.runpytest("--lpo", "--lpo-update-baseline").assert_outcomes(passed=1)
+    stored = json.loads((pytester.path / ".lpo-ci" / "baseline.json").read_text())["templates"]
+    assert sorted(stored) == ["prompts/b.j2"]  # the old name's entry went with it
+
+
+# --------------------------------------------------------------------------
+# 8. no traceback: every compile or render failure is one errored item
+
+
+HOSTILE = {
+    "include": ('{% include "/etc/passwd" %}\nQ: {{ input }}\n', 5, "{% include %}"),
+    "import": ('Q: {{ input }}\n{% import "macros.j2" as m %}\n', 6, "{% include %}"),
+    "extends": ('{% extends "/etc/passwd" %}\nQ: {{ input }}\n', 5, "{% include %}"),
+    "range": ("{% for i in range(10**9) %}x{% endfor %}\nQ: {{ input }}\n", 5, "Range too big"),
+    "repeat": ("{{ 'x' * 10**10 }}\nQ: {{ input }}\n", 5, "more than the sandbox allows"),
+    "power": ("{{ 9**99999999 }}\nQ: {{ input }}\n", 5, "too large for a prompt"),
+    "nesting": ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}\nQ: {{ input }}\n", None, "cannot compile"),
+}
+
+
+def test_hostile_templates_are_clean_errors_and_stop_nothing(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/good.j2", GOOD, samples=5)
+    for name, (body, _, _) in HOSTILE.items():
+        write_template(pytester, f"prompts/{name}.j2", body, samples=5)
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1, errors=len(HOSTILE))
+    no_traceback(result)
+    assert len(result.stdout.str()) < 50_000
+    data = report(pytester)
+    for name, (_, line, words) in HOSTILE.items():
+        item = entry(data, f"prompts/{name}.j2")
+        assert item["status"] == "error" and words in item["reason"], (name, item["reason"])
+        if line:
+            assert item["reason"].startswith(f"prompts/{name}.j2:{line}: "), item["reason"]
+    assert entry(data, "prompts/good.j2")["status"] == "pass"
+    assert openai_server.requests == 5  # only the good template was sent
+
+    # the command line: the same errors, every template still scored, exit 2, the report written
+    names = ["prompts/good.j2"] + [f"prompts/{name}.j2" for name in HOSTILE]
+    cli = lpo_ci(pytester.path, "eval", *names, "--report", "cli.json")
+    assert cli.returncode == 2, cli.stderr
+    no_traceback_in(cli.stderr + cli.stdout)
+    data = report(pytester, "cli.json")
+    assert len(data["templates"]) == len(names) and data["summary"]["passed"] == 1
+    assert "prompts/include.j2:5: cannot render the template: {% include %}" in cli.stderr
+
+
+def test_a_template_that_reads_none_of_the_data_is_an_error(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/constant.j2", "Is it true? Answer True or False.\n")
+    write_template(pytester, "prompts/ignores.j2", "{% if input %}Is it true?{% endif %}\n")
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([
+        "*prompts/constant.j2: the template renders the same prompt for all 40 examples: "
+        "it reads none of the data's fields",
+        "*hint: use the data's fields in the prompt, e.g. {{ input }}"])
+    result.stdout.fnmatch_lines(["*prompts/ignores.j2: * it reads input but its output does not change"])
+    assert openai_server.requests == 0
