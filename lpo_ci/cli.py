@@ -46,7 +46,7 @@ def _open_project(args: argparse.Namespace, templates: list[str], overrides: dic
     """Settings of the project holding ``templates``, and their resolved paths."""
     from .spec import load_settings
 
-    paths = [Path(p).resolve() for p in templates]
+    paths = list(dict.fromkeys(Path(p).resolve() for p in templates))  # a link and its file: once
     root = Path(args.root).resolve() if args.root else _project_root(paths[0].parent)
     overrides = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "model": args.model, **overrides}
     return load_settings(root, overrides), paths

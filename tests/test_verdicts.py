@@ -293,3 +293,186 @@ def test_a_template_that_reads_none_of_the_data_is_an_error(pytester, openai_ser
         "*hint: use the data's fields in the prompt, e.g. {{ input }}"])
     result.stdout.fnmatch_lines(["*prompts/ignores.j2: * it reads input but its output does not change"])
     assert openai_server.requests == 0
+
+
+# --------------------------------------------------------------------------
+# 4. symbolic links: each real file once, loops skipped
+
+
+def test_symlink_loops_and_duplicate_links_collect_each_template_once(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    (pytester.path / "prompts" / "sub").mkdir()
+    (pytester.path / "prompts" / "sub" / "loop").symlink_to("..", target_is_directory=True)
+    (pytester.path / "prompts" / "sub" / "top").symlink_to("../..", target_is_directory=True)
+    (pytester.path / "prompts" / "dup.j2").symlink_to("x.j2")
+
+    collected = pytester.runpytest("--lpo", "--collect-only", "-q")
+    collected.stdout.fnmatch_lines([f"prompts/x.j2::{TASK}", "1 test collected*"])
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    assert [t["template"] for t in report(pytester)["templates"]] == ["prompts/x.j2"]
+    assert openai_server.requests == 40
+
+    cli = lpo_ci(pytester.path, "eval", "prompts/x.j2", "prompts/dup.j2", "--report", "cli.json")
+    assert cli.returncode == 0, cli.stderr
+    assert [t["template"] for t in report(pytester, "cli.json")["templates"]] == ["prompts/x.j2"]
+
+
+# --------------------------------------------------------------------------
+# 5. a sample larger than the data, or too small to ever fail, is said
+
+
+def test_samples_beyond_the_data_and_too_few_to_fail_are_reported(pytester, openai_server, data_dir):
+    project(pytester, openai_server.url)
+    available = len(json.loads((data_dir / "bbh" / "boolean_expressions.json").read_text())["examples"])
+    write_template(pytester, "prompts/big.j2", GOOD, samples=available + 750)
+    write_template(pytester, "prompts/tiny.j2", GOOD, samples=3)
+    init_repo(pytester)
+    write_template(pytester, "prompts/tiny.j2", BAD, samples=3)
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=2)
+    warning = (f"samples is {available + 750}, but {TASK} has {available} examples: all {available} were used")
+    result.stdout.fnmatch_lines([f"prompts/big.j2: warning: {warning}"])
+    result.stdout.fnmatch_lines(["prompts/tiny.j2: warning: 3 paired examples cannot show a significant drop "
+                                 "at alpha 0.05 (at least 5 are needed): raise samples"])
+    data = report(pytester)
+    assert entry(data, "prompts/big.j2")["warnings"] == [warning]
+    assert entry(data, "prompts/big.j2")["head"]["n"] == available
+
+
+def test_a_change_that_loosens_its_own_gate_is_said(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    init_repo(pytester)
+    write_template(pytester, "prompts/x.j2", BAD, tolerance=0.9)
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["prompts/x.j2: warning: this change edits the gate's own settings "
+                                 "(tolerance 0.0 -> 0.9); the new values were used"])
+
+
+# --------------------------------------------------------------------------
+# 6. numbers are checked where they come in, naming the option or the line
+
+
+@pytest.mark.parametrize("option, value, wanted", [
+    ("--lpo-concurrency", "0", "a positive integer"),
+    ("--lpo-concurrency", "-1", "a positive integer"),
+    ("--lpo-samples", "0", "a positive integer"),
+    ("--lpo-seed", "1.5", "an integer"),
+    ("--lpo-budget-calls", "0", "a positive integer"),
+    ("--lpo-budget-calls", "-5", "a positive integer"),
+    ("--lpo-budget-tokens", "0", "a positive integer"),
+    ("--lpo-budget-usd", "-1", "a number > 0"),
+    ("--lpo-budget-usd", "nan", "a number > 0"),
+    ("--lpo-budget-seconds", "inf", "a number > 0"),
+])
+def test_bad_numeric_options_are_usage_errors(pytester, openai_server, option, value, wanted):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    result = pytester.runpytest("--lpo", f"{option}={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*argument {option}: must be {wanted}*, got '{value}'"])
+    no_traceback(result)
+    assert openai_server.requests == 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["eval", "prompts/x.j2", "--samples", "-3"], "argument --samples: must be a positive integer, got '-3'"),
+    (["eval", "prompts/x.j2", "--concurrency", "0"], "argument --concurrency: must be a positive integer"),
+    (["optimize", "prompts/x.j2", "--beam", "0"], "argument --beam: must be a positive integer, got '0'"),
+    (["optimize", "prompts/x.j2", "--rounds", "-1"], "argument --rounds: must be a positive integer"),
+    (["optimize", "prompts/x.j2", "--budget-calls", "0"], "argument --budget-calls: must be a positive integer"),
+    (["optimize", "prompts/x.j2", "--budget-usd", "-1"], "argument --budget-usd: must be a number > 0"),
+])
+def test_cli_bad_numbers_exit_2(pytester, openai_server, args, words):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    result = lpo_ci(pytester.path, *args)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    no_traceback_in(result.stderr)
+
+
+@pytest.mark.parametrize("line, words", [
+    ("timeout: .inf", "'timeout' must be a number of seconds > 0, got inf"),
+    ("temperature: .nan", "'temperature' must be a number >= 0, got nan"),
+    ("seed: 99999999999999999999999", "'seed' must be an integer between"),
+    ("samples: 0", "'samples' must be a positive integer, got 0"),
+])
+def test_bad_spec_numbers_name_the_line(pytester, openai_server, line, words):
+    project(pytester, openai_server.url)
+    write_raw(pytester, "prompts/x.j2", f"{{# lpo:\n  benchmark: {TASK}\n  {line}\n#}}\nQ: {{{{ input }}}}\n")
+    result = pytester.runpytest("--lpo")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"prompts/x.j2:3: {words}*"])
+
+
+def test_bad_project_numbers_name_the_line(pytester, openai_server):
+    pytester.makepyprojecttoml(f'[tool.lpo_ci]\nmodel = "openai/fake"\napi_base = "{openai_server.url}"\n'
+                               'retries = 1000\n')
+    write_template(pytester, "prompts/x.j2", GOOD)
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*pyproject.toml:4: 'retries' must be an integer from 0 to 10, got 1000"])
+    assert "pyproject.toml:4: 'retries'" in report(pytester)["error"]  # the report is written all the same
+
+
+# --------------------------------------------------------------------------
+# 7. a YAML alias bomb, or a huge spec, is a short error, never a hang
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ['  a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels):
+        lines.append(f"  a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("body, words", [
+    (f"  benchmark: {TASK}\n" + _alias_bomb() + "\n  samples: *a8\n", "expands to more than 10,000 values (YAML aliases)"),
+    (f"  benchmark: {TASK}\n  pattern: '{'x' * 70_000}'\n", "the lpo spec comment is 70,"),
+    (f"  benchmark: {TASK}\n  samples: {'9' * 5000}\n", "the lpo spec comment cannot be read"),
+    (f"  benchmark: {TASK}\n  samples: {'[' * 5000}{']' * 5000}\n", "cannot be read: nested too deeply"),
+])
+def test_hostile_specs_are_short_errors(pytester, openai_server, body, words):
+    project(pytester, openai_server.url)
+    bomb = "{# lpo:\n" + body + "\n#}\nQ: {{ input }}\n"
+    write_raw(pytester, "prompts/bomb.j2", bomb)
+    write_template(pytester, "prompts/good.j2", GOOD, samples=5)
+    result = pytester.runpytest("--lpo")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([f"*prompts/bomb.j2:1: *{words}*"])
+    assert len(result.stdout.str()) < 20_000
+    cli = lpo_ci(pytester.path, "eval", "prompts/bomb.j2")
+    assert cli.returncode == 2 and words in cli.stderr and len(cli.stderr) < 5_000
+
+
+def test_a_long_wrong_value_is_cut_in_the_error(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_raw(pytester, "prompts/x.j2", "{# lpo:\n  benchmark: " + TASK + "\n  samples: [" + "1, " * 3000 + "1]\n#}\n"
+              "Q: {{ input }}\n")
+    result = pytester.runpytest("--lpo")
+    result.assert_outcomes(errors=1)
+    line = next(l for l in result.stdout.lines if "'samples' must be" in l)
+    assert len(line) < 300 and line.rstrip().endswith("...]") or "..." in line
+
+
+# --------------------------------------------------------------------------
+# 12. the command line's exit statuses and its words
+
+
+def test_cli_directory_and_missing_template_are_named_and_stop_nothing(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD, samples=5)
+    result = lpo_ci(pytester.path, "eval", "prompts", "prompts/missing.j2", "prompts/x.j2", "--report", "r.json")
+    assert result.returncode == 2, result.stderr
+    assert "prompts: is a directory, not a template file" in result.stderr
+    assert "prompts/missing.j2: no such template file" in result.stderr
+    data = report(pytester, "r.json")
+    assert sorted((t["template"], t["status"]) for t in data["templates"]) == [
+        ("prompts", "error"), ("prompts/missing.j2", "error"), ("prompts/x.j2", "pass")]
+    assert openai_server.requests == 5
+
+    bad_report = lpo_ci(pytester.path, "eval", "prompts/x.j2", "--report", "prompts")
+    assert bad_report.returncode == 2 and "--report prompts: is a directory" in bad_report.stderr
