@@ -107,10 +107,11 @@ def _eval(args: argparse.Namespace) -> int:
             worst = max(worst, EXIT_FAIL if result.status == "fail" else EXIT_ERROR)
         elif result.warnings:
             print("\n".join(f"{result.template}: warning: {w}" for w in result.warnings), file=sys.stderr)
-    print(terminal_summary(items, [session.reference_note()]), end="")
+    print(terminal_summary(items, session.notes()), end="")
     if args.report:
         write_json(args.report, build_report(items, base_rev=session.base_rev, root=settings.root,
-                                             reference=session.reference()))
+                                             reference=session.reference(),
+                                             extra={"warnings": session.warnings()}))
     return worst
 
 

@@ -175,14 +175,15 @@ class LpoPlugin:
             write_json(Path(self.config.invocation_params.dir) / path,
                        build_report(items, base_rev=self.session.base_rev if items else None,
                                     root=self.settings.root,
-                                    reference=self.session.reference() if items else None))
+                                    reference=self.session.reference() if items else None,
+                                    extra={"warnings": self.session.warnings()}))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.is_controller or not self.results:
             return
         from .report import terminal_summary
 
-        notes = [self.session.reference_note()]
+        notes = self.session.notes()
         if self.update_baseline and self.settings.baseline:
             notes.append(f"baseline written to {self.settings.baseline}")
         terminalreporter.write_sep("=", "lpo-ci summary")

@@ -158,12 +158,16 @@ class Session:
             baseline = str(baseline)
         return {**self.base.to_dict(), "baseline": baseline}
 
-    def reference_note(self) -> str:
-        """The summary's line on the reference."""
+    def warnings(self) -> list[str]:
+        """What went wrong with the run itself (a corrupt cache set aside), for the report."""
+        return list(getattr(self.cache, "warnings", []))
+
+    def notes(self) -> list[str]:
+        """The summary's lines on the run: the reference it compared with, and its warnings."""
         note = f"reference: {self.base.describe()}"
         if self.settings.baseline and self.baseline.entries:
             note += f"; stored baseline {self.reference()['baseline']} for templates without a git base"
-        return note
+        return [note] + [f"warning: {warning}" for warning in self.warnings()]
 
     def _project_path(self, path: str) -> str:
         """A repository path as the project names it (relative to the project root)."""

@@ -6,6 +6,7 @@ loopback OpenAI-compatible server and, where the command line is the subject, a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -476,3 +477,42 @@ def test_cli_directory_and_missing_template_are_named_and_stop_nothing(pytester,
 
     bad_report = lpo_ci(pytester.path, "eval", "prompts/x.j2", "--report", "prompts")
     assert bad_report.returncode == 2 and "--report prompts: is a directory" in bad_report.stderr
+
+
+# --------------------------------------------------------------------------
+# 9. the response cache: corrupt is set aside, a file is a usage error
+
+
+def test_a_corrupt_cache_is_set_aside_and_the_run_goes_on(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD, samples=10)
+    pytester.runpytest("--lpo").assert_outcomes(passed=1)
+    store = pytester.path / ".lpo-ci" / "cache" / "responses.sqlite3"
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(store)) as db:  # every page in the file, none in the WAL
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.write_bytes(b"garbage" * 5000)
+
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    no_traceback(result)
+    (kept,) = store.parent.glob("responses.sqlite3.corrupt-*[0-9]")
+    result.stdout.fnmatch_lines([f"warning: the response cache * was unreadable (file is not a database); "
+                                 f"it was moved to *{kept.name} and a fresh cache was started"])
+    assert report(pytester)["warnings"] and openai_server.requests == 20  # the work was done again
+    pytester.runpytest("--lpo").assert_outcomes(passed=1)
+    assert openai_server.requests == 20  # and cached in the fresh store
+
+
+def test_a_cache_dir_that_is_a_file_is_a_usage_error(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD, samples=10)
+    write_raw(pytester, "not-a-dir", "x")
+    result = pytester.runpytest("--lpo", "--lpo-cache-dir", "not-a-dir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*not-a-dir: the response cache directory is an existing file",
+                                 "*hint: point --lpo-cache-dir *"])
+    no_traceback(result)
+    cli = lpo_ci(pytester.path, "eval", "prompts/x.j2", "--cache-dir", "not-a-dir")
+    assert cli.returncode == 2 and "the response cache directory is an existing file" in cli.stderr
