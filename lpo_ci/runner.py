@@ -15,6 +15,7 @@ from typing import Any
 
 from . import vcs
 from .baseline import Baseline
+from .breaker import CircuitBreaker
 from .cache import ResponseCache
 from .errors import EvaluationError, SpecError
 from .evaluate import EvalResult, evaluate
@@ -136,6 +137,7 @@ class Session:
         self._use_git = use_git
         self._base_option = base_option
         self._base: vcs.BaseRef | None = None
+        self.breakers: dict[str, CircuitBreaker] = {}  # one per endpoint: a dead one fails fast for all
 
     @property
     def base(self) -> vcs.BaseRef:
@@ -231,7 +233,8 @@ class Session:
                              max_tokens=spec.max_tokens, stop=tuple(spec.stop) if spec.stop else None,
                              api_base=spec.api_base, seed=spec.seed)
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
-                             retries=self.settings.retries, timeout=spec.timeout)
+                             retries=self.settings.retries, timeout=spec.timeout,
+                             breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()))
         fingerprint = hashlib.sha256(json.dumps(
             [data_label(spec), scorer_name, spec.pattern, params.request(""), spec.samples, spec.seed,
              [e.id for e in examples]], sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -516,3 +516,24 @@ def test_a_cache_dir_that_is_a_file_is_a_usage_error(pytester, openai_server):
     no_traceback(result)
     cli = lpo_ci(pytester.path, "eval", "prompts/x.j2", "--cache-dir", "not-a-dir")
     assert cli.returncode == 2 and "the response cache directory is an existing file" in cli.stderr
+
+
+# --------------------------------------------------------------------------
+# 10. a dead endpoint is an error reported in seconds (the circuit breaker)
+
+
+def test_a_dead_endpoint_is_one_error_per_template_without_retrying_every_call(pytester):
+    from tests.test_breaker import closed_port
+
+    project(pytester, f"http://127.0.0.1:{closed_port()}/v1")
+    write_template(pytester, "prompts/a.j2", GOOD, samples=120)
+    write_template(pytester, "prompts/b.j2", BAD, samples=120)
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(errors=2)
+    no_traceback(result)
+    result.stdout.fnmatch_lines(["*120 of 120 calls failed (100% > max_error_rate 5%); first error: *onnect*"])
+    data = report(pytester)
+    # one breaker per endpoint: the second template sent nothing at all
+    b = entry(data, "prompts/b.j2")
+    assert b["head"]["errors"] == 120 and b["usage"]["retries"] == 0
+    assert all("not sent" in e["head"]["error"] for e in b["examples"])
