@@ -537,3 +537,23 @@ def test_a_dead_endpoint_is_one_error_per_template_without_retrying_every_call(p
     b = entry(data, "prompts/b.j2")
     assert b["head"]["errors"] == 120 and b["usage"]["retries"] == 0
     assert all("not sent" in e["head"]["error"] for e in b["examples"])
+
+
+# --------------------------------------------------------------------------
+# 11. the optimizer's "no suggestion" says whether anything was tried
+
+
+def test_no_suggestion_tells_nothing_tried_from_nothing_won(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    init_repo(pytester)
+    write_template(pytester, "prompts/x.j2", BAD)
+    starved = lpo_ci(pytester.path, "optimize", "prompts/x.j2", "--budget-calls", "90", "--report", "r.json")
+    assert starved.returncode == 1, starved.stderr
+    reason = report(pytester, "r.json")["templates"][0]["optimization"]["reason"]
+    assert reason.startswith("no candidate was tried: the budget (90 calls) was spent scoring the head"), reason
+    assert "no candidate was tried" in starved.stdout
+
+    enough = lpo_ci(pytester.path, "optimize", "prompts/x.j2", "--budget-calls", "400", "--report", "r.json")
+    assert enough.returncode == 0, enough.stdout
+    assert not report(pytester, "r.json")["templates"][0]["optimization"]["reason"].startswith("no candidate")
