@@ -254,11 +254,13 @@ class Session:
         base_source, renamed_from, warnings = self.base_version(template)
         base_label = f"{(self.base_rev or '')[:12]}:{renamed_from or template.relpath}"
         base_template = base_prompts = None
+        why_none = None
         if base_source is not None and base_source != template.source:
             try:
                 base_template = compile_template(base_source, base_label)
             except SpecError as exc:  # broken on the base branch: nothing there to compare with
-                warnings.append(f"the base version does not compile ({exc}); there is no git reference")
+                why_none = "the base version does not compile"
+                warnings.append(f"{why_none} (line {exc.line}: {exc.message}); there is no git reference")
                 base_source = renamed_from = None
             else:  # rendering is the head's data: a base it cannot render cannot be compared with
                 base_prompts = [base_template.render(e.variables) for e in prepared.examples]
@@ -302,7 +304,7 @@ class Session:
             if stored_as:
                 report.verdict.reason += f"; compared with the stored baseline of {stored_as} (renamed)"
             elif report.verdict.reason == NO_REFERENCE:
-                report.verdict.reason += f" ({self._why_no_reference()})"
+                report.verdict.reason += f" ({why_none or self._why_no_reference()})"
         warnings += _sample_warnings(spec, prepared, report.verdict)
         for result in (report.head, report.base if report.base is not report.head else None):
             if result is not None:

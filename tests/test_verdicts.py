@@ -557,3 +557,107 @@ def test_no_suggestion_tells_nothing_tried_from_nothing_won(pytester, openai_ser
     enough = lpo_ci(pytester.path, "optimize", "prompts/x.j2", "--budget-calls", "400", "--report", "r.json")
     assert enough.returncode == 0, enough.stdout
     assert not report(pytester, "r.json")["templates"][0]["optimization"]["reason"].startswith("no candidate")
+
+
+# --------------------------------------------------------------------------
+# the same classes of hole, next door
+
+
+def test_a_stale_stored_baseline_is_said_not_silently_skipped(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    pytester.runpytest("--lpo", "--lpo-update-baseline").assert_outcomes(passed=1)
+    write_template(pytester, "prompts/x.j2", BAD, samples=30)  # another setup: the baseline does not apply
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["prompts/x.j2: warning: the stored baseline for prompts/x.j2 was recorded with "
+                                 "another setup *; rerun with --lpo-update-baseline to record this one"])
+    assert entry(report(pytester), "prompts/x.j2")["warnings"]
+
+
+def test_a_base_version_the_data_cannot_render_is_an_error(pytester, openai_server):
+    """A change that renames the data's field (and the template's use of it) must not turn the
+    base into 'no reference'."""
+    project(pytester, openai_server.url)
+    write_raw(pytester, "data/cases.jsonl", "".join(
+        json.dumps({"question": f"{'not ' * (i % 3)}True", "target": str(i % 3 != 1)}) + "\n" for i in range(20)))
+    write_template(pytester, "prompts/x.j2", f"{GOOD_WORDING}.\nQ: {{{{ question }}}}\nA:\n",
+                   benchmark=None, samples=None, dataset="data/cases.jsonl")
+    init_repo(pytester)
+    write_raw(pytester, "data/cases.jsonl", "".join(
+        json.dumps({"q": f"{'not ' * (i % 3)}True", "target": str(i % 3 != 1)}) + "\n" for i in range(20)))
+    write_template(pytester, "prompts/x.j2", "Q: {{ q }}\nA:\n", benchmark=None, samples=None,
+                   dataset="data/cases.jsonl")
+    result = pytester.runpytest("--lpo")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*:prompts/x.j2:5: cannot render the template: 'question' is undefined"])
+
+
+def test_a_base_version_that_does_not_compile_is_no_reference_and_said(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", "Q: {{ input }\nA:\n")
+    init_repo(pytester)
+    write_template(pytester, "prompts/x.j2", GOOD)  # the fix
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["prompts/x.j2: warning: the base version does not compile (line 5: Jinja syntax "
+                                 "error: *); there is no git reference"])
+    item = entry(report(pytester), "prompts/x.j2")
+    assert item["reference"] == "none" and item["reason"].endswith("(the base version does not compile)")
+
+
+@pytest.mark.parametrize("ref, words", [
+    ("--output=/tmp/x", "--lpo-base: '--output=/tmp/x' is not a git ref"),
+    ("no-such-ref", "--lpo-base: no commit named 'no-such-ref' in this clone"),
+])
+def test_bad_base_refs_are_item_errors(pytester, openai_server, ref, words):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    init_repo(pytester)
+    result = pytester.runpytest("--lpo", f"--lpo-base={ref}", "--lpo-report", "report.json")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*{words}*"])
+    assert report(pytester)["reference"]["error"]
+
+
+def test_explicit_base_outside_git_is_an_error(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    result = pytester.runpytest("--lpo", "--lpo-base", "main")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*--lpo-base main given, but * is not inside a git repository*"])
+
+
+def test_unusable_output_and_baseline_paths_are_usage_errors(pytester, openai_server):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    (pytester.path / "out").mkdir()
+    result = pytester.runpytest("--lpo", "--lpo-report", "out")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--lpo-report *out: is a directory*"])
+
+    write_raw(pytester, ".lpo-ci/baseline.json", '{"templates": ["not", "a", "table"]}')
+    broken = pytester.runpytest("--lpo")
+    assert broken.ret == pytest.ExitCode.USAGE_ERROR
+    broken.stderr.fnmatch_lines(["*baseline.json: the stored baseline is not an lpo-ci baseline*"])
+    no_traceback(broken)
+
+
+def test_an_internal_error_is_one_line_unless_full_trace(pytester, openai_server, monkeypatch):
+    from lpo_ci.runner import Session
+
+    def broken(self, template):
+        raise RuntimeError("something unexpected")
+
+    monkeypatch.setattr(Session, "prepare", broken)
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD)
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(errors=1)
+    no_traceback(result)
+    result.stdout.fnmatch_lines(["prompts/x.j2:1: internal error: RuntimeError: something unexpected",
+                                 "  hint: rerun with --full-trace*"])
+    assert "internal error: RuntimeError" in entry(report(pytester), "prompts/x.j2")["reason"]
+    full = pytester.runpytest("--lpo", "--full-trace")
+    full.stdout.fnmatch_lines(["*raise RuntimeError*", "E*RuntimeError: something unexpected"])
+    full.stdout.no_fnmatch_line("*internal error*")
