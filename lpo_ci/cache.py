@@ -25,10 +25,12 @@ def _locked(directory: Path):
     repair a store (where ``fcntl`` exists; elsewhere SQLite's own locking is all)."""
     try:
         import fcntl
-    except ImportError:
+
+        handle = open(directory / ".lock", "a")
+    except (ImportError, OSError):  # no fcntl, or a folder we may not write: SQLite reports that
         yield
         return
-    with open(directory / ".lock", "a") as handle:
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -103,12 +105,18 @@ class ResponseCache:
         """Move the broken store (and its journal) aside, keeping it for inspection."""
         import time
 
+        from .errors import SpecError
+
         stamp = time.strftime("%Y%m%d-%H%M%S")
         kept = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            part = Path(f"{self.path}{suffix}")
-            if part.exists():
-                part.replace(f"{kept}{suffix}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.path}{suffix}")
+                if part.exists():
+                    part.replace(f"{kept}{suffix}")
+        except OSError as exc:
+            raise SpecError(f"the response cache is unreadable ({error}) and cannot be moved aside: "
+                            f"{exc.strerror or exc}", path=self.path, hint=CACHE_DIR_HINT) from None
         self.warnings.append(f"the response cache {self.path} was unreadable ({error}); it was moved to "
                              f"{kept} and a fresh cache was started")
 

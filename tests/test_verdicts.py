@@ -149,6 +149,10 @@ def test_not_a_git_repository_says_which_reference_it_used(pytester, openai_serv
     assert data["reference"]["how"] == "not a git repository" and data["reference"]["baseline"]
     assert entry(data, "prompts/x.j2")["reason"].endswith("(not a git repository)")
 
+    explicit = pytester.runpytest("--lpo", "--lpo-base", "main")  # asked for: no fallback
+    explicit.assert_outcomes(errors=1)
+    explicit.stdout.fnmatch_lines(["*--lpo-base main given, but * is not inside a git repository*"])
+
 
 def test_a_project_below_the_repository_top_reads_its_base(pytester, openai_server):
     """``git show REV:path`` takes paths from the repository's top: a project in a subfolder
@@ -618,14 +622,6 @@ def test_bad_base_refs_are_item_errors(pytester, openai_server, ref, words):
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*{words}*"])
     assert report(pytester)["reference"]["error"]
-
-
-def test_explicit_base_outside_git_is_an_error(pytester, openai_server):
-    project(pytester, openai_server.url)
-    write_template(pytester, "prompts/x.j2", GOOD)
-    result = pytester.runpytest("--lpo", "--lpo-base", "main")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*--lpo-base main given, but * is not inside a git repository*"])
 
 
 def test_unusable_output_and_baseline_paths_are_usage_errors(pytester, openai_server):
