@@ -60,7 +60,7 @@ def decide(head: EvalResult, reference: dict[str, Outcome] | None, reference_kin
     """The verdict for ``head`` against the reference outcomes (keyed by example id)."""
     if head.n == 0:
         return Verdict(ERROR, "no examples were evaluated", reference_kind)
-    if head.error_rate > rules.max_error_rate:
+    if head.error_rate > rules.max_error_rate or head.scored == 0:  # even at max_error_rate 1
         return Verdict(ERROR, f"{head.count(Outcome.ERROR)} of {head.n} calls failed "
                               f"({head.error_rate:.0%} > max_error_rate {rules.max_error_rate:.0%}); "
                               f"first error: {head.first_error()}", reference_kind)

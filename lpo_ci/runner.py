@@ -237,7 +237,8 @@ class Session:
                              breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()))
         fingerprint = hashlib.sha256(json.dumps(
             [data_label(spec), scorer_name, spec.pattern, params.request(""), spec.samples, spec.seed,
-             [e.id for e in examples]], sort_keys=True, default=str).encode()).hexdigest()[:16]
+             [(e.id, e.target, e.variables) for e in examples]],  # edited data: another setup
+            sort_keys=True, default=str).encode()).hexdigest()[:16]
         return Prepared(template, examples, scorer, client, fingerprint, pool, data_label(spec))
 
     def run(self, template: TemplateFile, progress=None) -> ItemReport:

@@ -579,6 +579,23 @@ def test_a_stale_stored_baseline_is_said_not_silently_skipped(pytester, openai_s
     assert entry(report(pytester), "prompts/x.j2")["warnings"]
 
 
+def test_a_stored_baseline_of_other_data_is_not_compared(pytester, openai_server):
+    """Ids of a dataset file are its record numbers: edited records keep their ids, so the
+    baseline's outcomes would be paired with other examples. The data is part of the setup."""
+    project(pytester, openai_server.url)
+    rows = [{"question": f"{'not ' * (i % 3)}True", "target": str(i % 3 != 1)} for i in range(20)]
+    write_raw(pytester, "data/cases.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_template(pytester, "prompts/x.j2", f"{GOOD_WORDING}.\nQ: {{{{ question }}}}\nA:\n",
+                   benchmark=None, samples=None, dataset="data/cases.jsonl")
+    pytester.runpytest("--lpo", "--lpo-update-baseline").assert_outcomes(passed=1)
+    rows[0]["target"] = "Maybe"
+    write_raw(pytester, "data/cases.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    result = pytester.runpytest("--lpo", "--lpo-report", "report.json")
+    result.assert_outcomes(passed=1)
+    item = entry(report(pytester), "prompts/x.j2")
+    assert item["reference"] == "none" and "recorded with another setup" in item["warnings"][0]
+
+
 def test_a_base_version_the_data_cannot_render_is_an_error(pytester, openai_server):
     """A change that renames the data's field (and the template's use of it) must not turn the
     base into 'no reference'."""
