@@ -59,14 +59,17 @@ def _wants_lpo(config: pytest.Config) -> bool:
     pyproject = Path(str(config.rootpath)) / "pyproject.toml"
     try:
         text = pyproject.read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # pytest itself says what is wrong with the file
         return False
     if "tool.lpo_ci" not in text:
         return False
     import tomllib
 
     try:
-        return bool(tomllib.loads(text).get("tool", {}).get("lpo_ci", {}).get("lpo", False))
+        from .spec import lpo_table
+
+        table = lpo_table(tomllib.loads(text))
+        return isinstance(table, dict) and bool(table.get("lpo", False))
     except tomllib.TOMLDecodeError:
         return False
 

@@ -144,7 +144,7 @@ class Session:
         """The git reference (resolved once, on first use); its ``error`` is every item's error."""
         if self._base is None:
             self._base = (vcs.resolve_base(self.settings.root, self._base_ref, option=self._base_option)
-                          if self._use_git else vcs.BaseRef(None, how="git not used (--no-base)"))
+                          if self._use_git else vcs.BaseRef(None, how="--no-base given"))
         return self._base
 
     @property

@@ -230,6 +230,12 @@ def _toml_table_offset(text: str, relpath: str) -> int:
     return match.start() if match else 0
 
 
+def lpo_table(pyproject: dict[str, Any]) -> Any:
+    """``[tool.lpo_ci]`` of a parsed pyproject.toml ({} when absent; not a dict when malformed)."""
+    tool = pyproject.get("tool", {})
+    return tool.get("lpo_ci", {}) if isinstance(tool, dict) else {}
+
+
 def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settings:
     """Read ``[tool.lpo_ci]`` from ``root/pyproject.toml`` and apply command-line overrides."""
     root = Path(root).resolve()
@@ -237,13 +243,19 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
     table: dict[str, Any] = {}
     text = ""
     if pyproject.is_file():
-        text = pyproject.read_text(encoding="utf-8")
         try:
+            text = pyproject.read_text(encoding="utf-8")
             data = tomllib.loads(text)
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"not UTF-8 text: {exc.reason}", path=PYPROJECT,
+                            hint="save pyproject.toml as UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
             raise SpecError(f"invalid TOML: {exc}", path=PYPROJECT,
                             hint="fix the syntax of pyproject.toml") from None
-        table = data.get("tool", {}).get("lpo_ci", {})
+        table = lpo_table(data)
+        if not isinstance(table, dict):
+            raise SpecError("'tool.lpo_ci' must be a table", path=PYPROJECT, line=_toml_line(text, "lpo_ci"),
+                            hint="write the settings under a [tool.lpo_ci] header")
     shown = PYPROJECT  # errors name files relative to the project root, as the report does
     section = text.find("[tool.lpo_ci")
     project: dict[str, Any] = {}
