@@ -65,11 +65,23 @@ def _internal_error(error: BaseException) -> str:
     return f"internal error: {type(error).__name__}: {text} (please report it)"
 
 
+def _failed_template(error: BaseException, template, path: Path, root: Path) -> dict:
+    """Say why a template could not be scored, and return its report entry."""
+    from .errors import LpoError
+    from .runner import error_entry
+
+    message = str(error) if isinstance(error, LpoError) else _internal_error(error)
+    print(f"error: {message}", file=sys.stderr)
+    return error_entry(template.relpath if template else _display_path(path, root),
+                       (template.spec_line if template else None) or getattr(error, "line", None) or 1,
+                       None, template.spec.model if template else None, message)
+
+
 def _eval(args: argparse.Namespace) -> int:
     """Score every template; one that cannot be scored is an error item, never a stop."""
     from .errors import LpoError
     from .report import build_report, check_output, terminal_summary, write_json
-    from .runner import Session, error_entry, failure_text
+    from .runner import Session, failure_text
     from .spec import read_template
 
     try:
@@ -92,13 +104,7 @@ def _eval(args: argparse.Namespace) -> int:
             with progress_bar(template.relpath) as bar:
                 result = session.run(template, bar)
         except Exception as exc:  # noqa: BLE001 - one template's failure never stops the others
-            message = str(exc) if isinstance(exc, LpoError) else _internal_error(exc)
-            print(f"error: {message}", file=sys.stderr)
-            spec = template.spec if template is not None else None
-            items.append(error_entry(
-                template.relpath if template is not None else _display_path(path, settings.root),
-                (template.spec_line if template is not None else None) or getattr(exc, "line", None) or 1,
-                None, spec.model if spec else None, message))
+            items.append(_failed_template(exc, template, path, settings.root))
             worst = max(worst, exit_status(exc))
             continue
         items.append(result.to_dict())
@@ -217,6 +223,7 @@ def optimize_options(args: argparse.Namespace):
 
 
 def _optimize(args: argparse.Namespace) -> int:
+    """Score the template, then search; the report (if asked) is written whatever happens."""
     from .errors import LpoError
     from .report import build_report, check_output, write_json
     from .runner import Session, failure_text, optimization_text
@@ -226,31 +233,35 @@ def _optimize(args: argparse.Namespace) -> int:
         check_output(args.report, "--report")
         check_output(args.patch, "--patch")
         settings, (path,) = _open_project(args, [args.template], {})
-        check_template_path(path)
         session = Session(settings, base_ref=args.base, base_option="--base")
+    except LpoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    item, template, status = None, None, EXIT_ERROR
+    try:
+        check_template_path(path)
         template = read_template(settings, path)
         with progress_bar(template.relpath) as bar:
             report = session.run(template, bar)
         print(failure_text(report))
-        if report.status == "error":
-            return EXIT_ERROR
-        result = session.optimize(template, report, optimize_options(args), say=print)
-        data = result.to_dict()
-        print(optimization_text(data))
-        if args.patch and result.patch:
-            Path(args.patch).write_text(result.patch, encoding="utf-8")
-            print(f"patch written to {args.patch} (apply it with: git apply {args.patch})")
-        if args.report:
-            item = {**report.to_dict(), "optimization": data}
-            write_json(args.report, build_report([item], base_rev=session.base_rev, root=settings.root,
-                                                 reference=session.reference()))
-        return EXIT_OK if result.status == "suggested" else EXIT_FAIL
-    except LpoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exit_status(exc)
+        print("\n".join(session.notes()))
+        item = {**report.to_dict(), "optimization": None}
+        if report.status != "error":
+            result = session.optimize(template, report, optimize_options(args), say=print)
+            item["optimization"] = data = result.to_dict()
+            print(optimization_text(data))
+            if args.patch and result.patch:
+                Path(args.patch).write_text(result.patch, encoding="utf-8")
+                print(f"patch written to {args.patch} (apply it with: git apply {args.patch})")
+            status = EXIT_OK if result.status == "suggested" else EXIT_FAIL
     except Exception as exc:  # noqa: BLE001 - a one-line error, never a traceback
-        print(f"error: {_internal_error(exc)}", file=sys.stderr)
-        return EXIT_ERROR
+        item = _failed_template(exc, template, path, settings.root)
+        status = exit_status(exc)
+    if args.report:
+        write_json(args.report, build_report([item], base_rev=session.base_rev, root=settings.root,
+                                             reference=session.reference(),
+                                             extra={"warnings": session.warnings()}))
+    return status
 
 
 def _demo(args: argparse.Namespace) -> int:
