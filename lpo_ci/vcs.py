@@ -45,10 +45,15 @@ class BaseRef:
                 "error": str(self.error) if self.error is not None else None}
 
 
+def _environment(env: dict | None = None) -> dict:
+    """Never wait on a credential prompt (a filter or hook that wants the network)."""
+    return {**(env if env is not None else os.environ), "GIT_TERMINAL_PROMPT": "0"}
+
+
 def _git(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                              encoding="utf-8", errors="replace", env=env)
+                              encoding="utf-8", errors="replace", env=_environment(env))
     except FileNotFoundError:  # git is not installed
         return subprocess.CompletedProcess(["git"], 127, "", "git is not installed")
 
@@ -163,15 +168,20 @@ def repo_path(path: Path) -> str | None:
 
 def show(root: Path, rev: str, path: str) -> str | None:
     """The file at ``rev`` (``path`` as ``repo_path`` gives it), or None if it did not exist
-    there. Checkout filters apply (line endings, LFS), so the text is what a checkout holds."""
+    there. Checkout filters apply (line endings, LFS), so the text is what a checkout holds;
+    a file that exists but cannot be read is an error, never "new"."""
     try:
         result = subprocess.run(["git", "-C", str(root), "cat-file", "--filters", f"{rev}:{path}"],
-                                capture_output=True)
+                                capture_output=True, env=_environment())
     except FileNotFoundError:
         return None
-    if result.returncode != 0:
-        return None
-    return result.stdout.decode("utf-8", errors="replace")
+    if result.returncode == 0:
+        return result.stdout.decode("utf-8", errors="replace")
+    if _git(root, "cat-file", "-e", f"{rev}:{path}").returncode == 0:
+        problem = result.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        raise GitError(f"cannot read {path} at {rev[:12]}: {problem[-1] if problem else 'git cat-file failed'}",
+                       hint="check the file's git filters (git lfs install, for LFS files)")
+    return None
 
 
 def renamed_from(root: Path, rev: str, path: str) -> str | None:

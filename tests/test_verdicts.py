@@ -674,3 +674,18 @@ def test_an_internal_error_is_one_line_unless_full_trace(pytester, openai_server
     full = pytester.runpytest("--lpo", "--full-trace")
     full.stdout.fnmatch_lines(["*raise RuntimeError*", "E*RuntimeError: something unexpected"])
     full.stdout.no_fnmatch_line("*internal error*")
+
+
+def test_a_base_version_git_cannot_filter_is_an_error_not_new(pytester, openai_server):
+    """A checkout filter that fails (an LFS file without git-lfs, say) must not make the
+    template look new."""
+    project(pytester, openai_server.url)
+    write_raw(pytester, ".gitattributes", "*.j2 filter=broken\n")
+    write_template(pytester, "prompts/x.j2", GOOD)
+    init_repo(pytester)
+    git(pytester.path, "config", "filter.broken.smudge", "false")
+    git(pytester.path, "config", "filter.broken.required", "true")
+    write_template(pytester, "prompts/x.j2", BAD)
+    result = pytester.runpytest("--lpo")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*cannot read prompts/x.j2 at *", "*hint: check the file's git filters*"])
