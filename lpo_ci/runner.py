@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import vcs
+from . import reference, vcs
 from .baseline import Baseline
 from .breaker import CircuitBreaker
 from .cache import ResponseCache
@@ -171,46 +171,6 @@ class Session:
             note += f"; stored baseline {self.reference()['baseline']} for templates without a git base"
         return [note] + [f"warning: {warning}" for warning in self.warnings()]
 
-    def _project_path(self, path: str) -> str:
-        """A repository path as the project names it (relative to the project root)."""
-        prefix = vcs.repo_prefix(self.settings.root)
-        return path[len(prefix):] if prefix and path.startswith(prefix) else path
-
-    def base_version(self, template: TemplateFile) -> tuple[str | None, str | None, list[str]]:
-        """(the base version's text, the project path it had if renamed since, warnings)."""
-        if self.base.rev is None:
-            return None, None, []
-        path = vcs.repo_path(template.path)
-        if path is None:
-            return None, None, [f"the template's file is outside the git repository: no base version "
-                                f"from {self.base.ref}"]
-        source = vcs.show(self.settings.root, self.base.rev, path)
-        if source is not None:
-            return source, None, []
-        old = vcs.renamed_from(self.settings.root, self.base.rev, path)
-        if old is None:
-            return None, None, []
-        return vcs.show(self.settings.root, self.base.rev, old), self._project_path(old), []
-
-    def stored_baseline(self, template: TemplateFile, fingerprint: str
-                        ) -> tuple[dict | None, str | None, list[str]]:
-        """(stored outcomes, the project path they were stored under if renamed since, warnings)."""
-        keys = [template.relpath]
-        path = vcs.repo_path(template.path) if self.base.rev is not None else None
-        if path is not None:  # renamed since the last commit (the baseline's entries are committed)
-            old = vcs.renamed_from(self.settings.root, "HEAD", path)
-            if old is not None:
-                keys.append(self._project_path(old))
-        outcomes, key, warning = self.baseline.lookup(keys, fingerprint)
-        warnings = [warning] if warning else []
-        if outcomes is None and not warning and self.base.rev is None:
-            missing = sorted(k for k in self.baseline.entries if not (self.settings.root / k).exists())
-            if missing:
-                warnings.append(f"no stored baseline for {template.relpath}, but the baseline has entries for "
-                                f"templates that no longer exist ({', '.join(missing[:3])}): if this template "
-                                f"was renamed, compare it by hand or record it with --lpo-update-baseline")
-        return outcomes, (key if key != template.relpath else None), warnings
-
     def prepare(self, template: TemplateFile) -> Prepared:
         """Load the data and build the scorer and client (errors name the spec line)."""
         from . import benchmarks
@@ -252,7 +212,7 @@ class Session:
         prepared = self.prepare(template)
         head_template = compile_template(template.source, template.relpath)
         head_prompts = distinct_prompts(head_template, prepared.examples)
-        base_source, renamed_from, warnings = self.base_version(template)
+        base_source, renamed_from, warnings = reference.base_version(self.settings.root, self.base, template)
         base_label = f"{(self.base_rev or '')[:12]}:{renamed_from or template.relpath}"
         base_template = base_prompts = None
         why_none = None
@@ -294,29 +254,25 @@ class Session:
             report.verdict = decide(head, base.outcomes(), "base", rules, base.first_error())
             if where:
                 report.verdict.reason += f"; compared with {where} (renamed)"
-            warnings += _loosened_gate(self.settings, template, base_source)
+            warnings += reference.loosened_gate(self.settings, template, base_source)
         else:
             head = await head_task
             report.head = head
-            stored, stored_as, notes = self.stored_baseline(template, prepared.fingerprint)
+            stored, stored_as, notes = reference.stored_baseline(self.settings.root, self.base, self.baseline,
+                                                                 template, prepared.fingerprint)
             warnings += notes
             report.renamed_from = stored_as
             report.verdict = decide(head, stored, "baseline" if stored is not None else "none", rules)
             if stored_as:
                 report.verdict.reason += f"; compared with the stored baseline of {stored_as} (renamed)"
             elif report.verdict.reason == NO_REFERENCE:
-                report.verdict.reason += f" ({why_none or self._why_no_reference()})"
-        warnings += _sample_warnings(spec, prepared, report.verdict)
+                report.verdict.reason += f" ({why_none or reference.why_none(self.base)})"
+        warnings += reference.sample_warnings(spec, len(prepared.pool), data_label(spec), report.verdict)
         for result in (report.head, report.base if report.base is not report.head else None):
             if result is not None:
                 report.usage.merge(result.usage)
         report.seconds = time.perf_counter() - started
         return report
-
-    def _why_no_reference(self) -> str:
-        if self.base.rev is None:
-            return self.base.how
-        return f"new since {self.base.ref} at {self.base.rev[:12]}"
 
     def optimize(self, template: TemplateFile, report: ItemReport, options, say=None):
         """Run the bounded LPO search on a scored template (see ``lpo_ci.optimize``)."""
@@ -325,39 +281,6 @@ class Session:
         return asyncio.run(optimize_template(
             head_source=template.source, base_source=report.base_source, relpath=template.relpath,
             prepared=report.prepared, options=options, say=say))
-
-
-def _sample_warnings(spec: TestSpec, prepared: Prepared, verdict: Verdict) -> list[str]:
-    """A sample cut by the data's size, or too small for the paired test to ever fail."""
-    import math
-
-    warnings = []
-    if spec.samples > len(prepared.pool):
-        warnings.append(f"samples is {spec.samples}, but {data_label(spec)} has {len(prepared.pool)} examples: "
-                        f"all {len(prepared.pool)} were used")
-    needed = math.floor(math.log2(1 / spec.alpha)) + 1  # the fewest pairs whose p can reach alpha
-    if verdict.reference in ("base", "baseline") and 0 < verdict.n_paired < needed:
-        warnings.append(f"{verdict.n_paired} paired examples cannot show a significant drop at alpha "
-                        f"{spec.alpha} (at least {needed} are needed): raise samples")
-    return warnings
-
-
-GATE_KEYS = ("samples", "tolerance", "alpha", "min_accuracy", "max_error_rate")
-
-
-def _loosened_gate(settings: Settings, template: TemplateFile, base_source: str) -> list[str]:
-    """The change edits the gate's own settings in its spec: say so (the head's are used)."""
-    from .errors import LpoError
-    from .spec import read_template
-
-    try:
-        base_spec = read_template(settings, template.path, source=base_source).spec
-    except LpoError:
-        return []
-    changes = [f"{key} {getattr(base_spec, key)} -> {getattr(template.spec, key)}" for key in GATE_KEYS
-               if getattr(base_spec, key) != getattr(template.spec, key)]
-    return [f"this change edits the gate's own settings ({', '.join(changes)}); "
-            f"the new values were used"] if changes else []
 
 
 def optimization_text(optimization: dict[str, Any]) -> str:
