@@ -60,17 +60,12 @@ def _display_path(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _internal_error(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-    return f"internal error: {type(error).__name__}: {text} (please report it)"
-
-
 def _failed_template(error: BaseException, template, path: Path, root: Path) -> dict:
     """Say why a template could not be scored, and return its report entry."""
-    from .errors import LpoError
+    from .errors import LpoError, internal_error
     from .runner import error_entry
 
-    message = str(error) if isinstance(error, LpoError) else _internal_error(error)
+    message = str(error) if isinstance(error, LpoError) else f"{internal_error(error)} (please report it)"
     print(f"error: {message}", file=sys.stderr)
     return error_entry(template.relpath if template else _display_path(path, root),
                        (template.spec_line if template else None) or getattr(error, "line", None) or 1,

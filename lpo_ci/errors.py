@@ -55,3 +55,9 @@ def exit_status(error: BaseException) -> int:
     if isinstance(error, LpoError) and not isinstance(error, EvaluationError):
         return EXIT_USAGE
     return EXIT_ERROR
+
+
+def internal_error(error: BaseException) -> str:
+    """One line for a failure that is no user error (a bug, a library's surprise)."""
+    text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    return f"internal error: {type(error).__name__}: {text}"

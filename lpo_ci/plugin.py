@@ -87,10 +87,9 @@ class LpoPlugin:
     """Registered only when lpo-ci is on; holds the run's settings and results."""
 
     def __init__(self, config: pytest.Config):
+        from .report import check_output
         from .runner import Session
         from .spec import load_settings
-
-        from .report import check_output
 
         self.config = config
         report = config.getoption("lpo_report")
@@ -232,9 +231,10 @@ class RegressionFailure(Exception):
 
 
 def internal_error_text(item: "PromptItem", error: BaseException) -> str:
-    """A failure that is no user error (a bug, a library's surprise): one line, not a traceback."""
-    text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-    return (f"{item.relpath}:{item.line}: internal error: {type(error).__name__}: {text}\n"
+    """A failure that is no user error: one line, not a traceback."""
+    from .errors import internal_error
+
+    return (f"{item.relpath}:{item.line}: {internal_error(error)}\n"
             f"  hint: rerun with --full-trace for the traceback, and please report it")
 
 
