@@ -196,9 +196,9 @@ def renamed_from(root: Path, rev: str, path: str) -> str | None:
     with tempfile.TemporaryDirectory(prefix="lpo-ci-index-") as scratch:
         if not tracked:
             index = Path(scratch) / "index"
-            real = _git(root, "rev-parse", "--path-format=absolute", "--git-path", "index").stdout.strip()
-            if real and Path(real).is_file():
-                shutil.copyfile(real, index)
+            real = _git(root, "rev-parse", "--git-path", "index").stdout.strip()
+            if real and (Path(root) / real).is_file():  # relative to root unless absolute
+                shutil.copyfile(Path(root) / real, index)
             env = {**os.environ, "GIT_INDEX_FILE": str(index)}
             if _git(root, "add", "--intent-to-add", "--", f":/{path}", env=env).returncode != 0:
                 return None
