@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE, exit_status
 
 
 def _project_root(start: Path) -> Path:
@@ -31,57 +31,94 @@ def progress_bar(label: str):
         yield bar
 
 
+def check_template_path(path: Path) -> None:
+    """A template argument must be an existing file."""
+    from .errors import SpecError
+
+    if path.is_dir():
+        raise SpecError("is a directory, not a template file", path=path,
+                        hint="name the template files, e.g. prompts/*.j2")
+    if not path.is_file():
+        raise SpecError("no such template file", path=path, hint="check the path")
+
+
 def _open_project(args: argparse.Namespace, templates: list[str], overrides: dict):
     """Settings of the project holding ``templates``, and their resolved paths."""
-    from .errors import LpoError
     from .spec import load_settings
 
-    paths = [Path(p).resolve() for p in templates]
-    for path in paths:
-        if not path.is_file():
-            raise LpoError("no such template file", path=path, hint="check the path")
+    paths = list(dict.fromkeys(Path(p).resolve() for p in templates))  # a link and its file: once
     root = Path(args.root).resolve() if args.root else _project_root(paths[0].parent)
     overrides = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "model": args.model, **overrides}
     return load_settings(root, overrides), paths
 
 
+def _display_path(path: Path, root: Path) -> str:
+    """A template's path for the report: relative to the project, else as given."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _failed_template(error: BaseException, template, path: Path, root: Path) -> dict:
+    """Say why a template could not be scored, and return its report entry."""
+    from .errors import LpoError, internal_error
+    from .runner import error_entry
+
+    message = str(error) if isinstance(error, LpoError) else f"{internal_error(error)} (please report it)"
+    print(f"error: {message}", file=sys.stderr)
+    return error_entry(template.relpath if template else _display_path(path, root),
+                       (template.spec_line if template else None) or getattr(error, "line", None) or 1,
+                       None, template.spec.model if template else None, message)
+
+
 def _eval(args: argparse.Namespace) -> int:
+    """Score every template; one that cannot be scored is an error item, never a stop."""
     from .errors import LpoError
-    from .report import build_report, terminal_summary, write_json
+    from .report import build_report, check_output, terminal_summary, write_json
     from .runner import Session, failure_text
     from .spec import read_template
 
     try:
+        check_output(args.report, "--report")
         settings, paths = _open_project(args, args.templates, {
             "samples": args.samples, "seed": args.seed, "concurrency": args.concurrency,
             "api_base": args.api_base, "mode": args.mode})
-        session = Session(settings, base_ref=args.base, use_git=not args.no_base)
-        items, worst = [], EXIT_OK
-        for path in paths:
-            template = read_template(settings, path)
-            try:
-                with progress_bar(template.relpath) as bar:
-                    result = session.run(template, bar)
-            except LpoError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                worst = max(worst, EXIT_ERROR)
-                continue
-            items.append(result.to_dict())
-            if result.status != "pass":
-                print(failure_text(result), file=sys.stderr)
-                worst = max(worst, EXIT_FAIL if result.status == "fail" else EXIT_ERROR)
-        if items:
-            print(terminal_summary(items), end="")
-        if args.report:
-            write_json(args.report, build_report(items, base_rev=session.base_rev, root=settings.root))
-        return worst
+        session = Session(settings, base_ref=args.base, use_git=not args.no_base, base_option="--base")
     except LpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if args.report and not Path(args.report).is_dir():
+            write_json(args.report, build_report([], extra={"error": str(exc)}))
         return EXIT_USAGE
+    items, worst = [], EXIT_OK
+    for path in paths:
+        template = None
+        try:
+            check_template_path(path)
+            template = read_template(settings, path)
+            with progress_bar(template.relpath) as bar:
+                result = session.run(template, bar)
+        except Exception as exc:  # noqa: BLE001 - one template's failure never stops the others
+            items.append(_failed_template(exc, template, path, settings.root))
+            worst = max(worst, exit_status(exc))
+            continue
+        items.append(result.to_dict())
+        if result.status != "pass":
+            print(failure_text(result), file=sys.stderr)
+            worst = max(worst, EXIT_FAIL if result.status == "fail" else EXIT_ERROR)
+        elif result.warnings:
+            print("\n".join(f"{result.template}: warning: {w}" for w in result.warnings), file=sys.stderr)
+    print(terminal_summary(items, session.notes()), end="")
+    if args.report:
+        write_json(args.report, build_report(items, base_rev=session.base_rev, root=settings.root,
+                                             reference=session.reference(),
+                                             extra={"warnings": session.warnings()}))
+    return worst
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .spec import POSITIVE_INT, POSITIVE_NUMBER, SEED
 
     parser = argparse.ArgumentParser(prog="lpo-ci", description=(
         "Test prompt templates like code: score them on a benchmark through litellm and "
@@ -92,11 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Exit status: 0 pass, 1 regression, 2 bad input, 3 evaluation error.")
     ev.add_argument("templates", nargs="+", help="template files")
     ev.add_argument("--model", help="litellm model name (overrides [tool.lpo_ci], not the template's spec)")
-    ev.add_argument("--samples", type=int, help="examples per template")
-    ev.add_argument("--seed", type=int, help="sampling seed")
+    ev.add_argument("--samples", type=POSITIVE_INT, help="examples per template")
+    ev.add_argument("--seed", type=SEED, help="sampling seed")
     ev.add_argument("--mode", choices=["chat", "completion"], help="chat messages or raw text completion")
     ev.add_argument("--api-base", help="URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp)")
-    ev.add_argument("--concurrency", type=int, help="concurrent model calls")
+    ev.add_argument("--concurrency", type=POSITIVE_INT, help="concurrent model calls")
     ev.add_argument("--base", help="git ref of the base version")
     ev.add_argument("--no-base", action="store_true", help="do not compare with git; report the head alone")
     ev.add_argument("--report", help="write the JSON report to this file")
@@ -111,17 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("template", help="template file")
     op.add_argument("--mode", choices=["local", "global"], default="local",
                     help="local: edit only marked tokens (default); global: all literal text")
-    op.add_argument("--budget-calls", type=int, default=300, help="model calls (cached calls are free)")
-    op.add_argument("--budget-tokens", type=int, help="tokens")
-    op.add_argument("--budget-usd", type=float, help="dollars")
-    op.add_argument("--budget-seconds", type=float, help="seconds")
+    op.add_argument("--budget-calls", type=POSITIVE_INT, default=300, help="model calls (cached calls are free)")
+    op.add_argument("--budget-tokens", type=POSITIVE_INT, help="tokens")
+    op.add_argument("--budget-usd", type=POSITIVE_NUMBER, help="dollars")
+    op.add_argument("--budget-seconds", type=POSITIVE_NUMBER, help="seconds")
     op.add_argument("--optimizer-model", help="instruction-following model for marks and APE/APO/PE2 "
                                                "proposals (default: LLM-free edit operators only)")
-    op.add_argument("--rounds", type=int, default=3, help="search rounds")
-    op.add_argument("--beam", type=int, default=4, help="beam width")
+    op.add_argument("--rounds", type=POSITIVE_INT, default=3, help="search rounds")
+    op.add_argument("--beam", type=POSITIVE_INT, default=4, help="beam width")
     op.add_argument("--model", help="task model (overrides [tool.lpo_ci], not the template's spec)")
     op.add_argument("--base", help="git ref of the base version")
-    op.add_argument("--seed", type=int, default=0, help="search seed")
+    op.add_argument("--seed", type=SEED, default=0, help="search seed")
     op.add_argument("--patch", help="write the suggested patch (git apply) to this file")
     op.add_argument("--report", help="write the JSON report, with the optimization, to this file")
     op.add_argument("--cache-dir", help="response cache directory")
@@ -181,33 +218,45 @@ def optimize_options(args: argparse.Namespace):
 
 
 def _optimize(args: argparse.Namespace) -> int:
+    """Score the template, then search; the report (if asked) is written whatever happens."""
     from .errors import LpoError
-    from .report import build_report, write_json
+    from .report import build_report, check_output, write_json
     from .runner import Session, failure_text, optimization_text
     from .spec import read_template
 
     try:
+        check_output(args.report, "--report")
+        check_output(args.patch, "--patch")
         settings, (path,) = _open_project(args, [args.template], {})
-        session = Session(settings, base_ref=args.base)
+        session = Session(settings, base_ref=args.base, base_option="--base")
+    except LpoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    item, template, status = None, None, EXIT_ERROR
+    try:
+        check_template_path(path)
         template = read_template(settings, path)
         with progress_bar(template.relpath) as bar:
             report = session.run(template, bar)
         print(failure_text(report))
-        if report.status == "error":
-            return EXIT_ERROR
-        result = session.optimize(template, report, optimize_options(args), say=print)
-        data = result.to_dict()
-        print(optimization_text(data))
-        if args.patch and result.patch:
-            Path(args.patch).write_text(result.patch, encoding="utf-8")
-            print(f"patch written to {args.patch} (apply it with: git apply {args.patch})")
-        if args.report:
-            item = {**report.to_dict(), "optimization": data}
-            write_json(args.report, build_report([item], base_rev=session.base_rev, root=settings.root))
-        return EXIT_OK if result.status == "suggested" else EXIT_FAIL
-    except LpoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        print("\n".join(session.notes()))
+        item = {**report.to_dict(), "optimization": None}
+        if report.status != "error":
+            result = session.optimize(template, report, optimize_options(args), say=print)
+            item["optimization"] = data = result.to_dict()
+            print(optimization_text(data))
+            if args.patch and result.patch:
+                Path(args.patch).write_text(result.patch, encoding="utf-8")
+                print(f"patch written to {args.patch} (apply it with: git apply {args.patch})")
+            status = EXIT_OK if result.status == "suggested" else EXIT_FAIL
+    except Exception as exc:  # noqa: BLE001 - a one-line error, never a traceback
+        item = _failed_template(exc, template, path, settings.root)
+        status = exit_status(exc)
+    if args.report:
+        write_json(args.report, build_report([item], base_rev=session.base_rev, root=settings.root,
+                                             reference=session.reference(),
+                                             extra={"warnings": session.warnings()}))
+    return status
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -40,5 +40,24 @@ class DataError(LpoError):
     """A benchmark or dataset could not be loaded or lacks a field."""
 
 
+class GitError(LpoError):
+    """A base version was asked for or expected but cannot be read from git
+    (a missing ref, a shallow clone): the gate cannot compare, so it must not pass."""
+
+
 class EvaluationError(LpoError):
     """The evaluation itself cannot be trusted (provider down, too many failed calls)."""
+
+
+def exit_status(error: BaseException) -> int:
+    """The command's exit status for an error that stopped one template: bad input
+    (spec, data, git, options) is a usage error; anything else an evaluation error."""
+    if isinstance(error, LpoError) and not isinstance(error, EvaluationError):
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+def internal_error(error: BaseException) -> str:
+    """One line for a failure that is no user error (a bug, a library's surprise)."""
+    text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    return f"internal error: {type(error).__name__}: {text}"

@@ -80,15 +80,18 @@ class EvalResult:
 
 
 async def evaluate(template: PromptTemplate, examples: list, client: ModelClient, scorer: Scorer,
-                   progress: Callable[[int], None] | None = None) -> EvalResult:
-    """Render every example, call the model, score each answer.
+                   progress: Callable[[int], None] | None = None,
+                   prompts: list[str] | None = None) -> EvalResult:
+    """Render every example (unless ``prompts`` holds them already), call the model,
+    score each answer.
 
     A rendering error is the template's fault, not the example's: it is raised
     (naming the template line) before any call is made.
     """
     import asyncio
 
-    prompts = [template.render(example.variables) for example in examples]
+    if prompts is None:
+        prompts = [template.render(example.variables) for example in examples]
     started = time.perf_counter()
     usage = Usage()
 

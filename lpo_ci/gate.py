@@ -17,6 +17,7 @@ from .scoring import Outcome
 from .stats import mcnemar_one_sided, wilson_interval
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
+NO_REFERENCE = "no base version or stored baseline to compare with"
 
 
 @dataclass
@@ -59,7 +60,7 @@ def decide(head: EvalResult, reference: dict[str, Outcome] | None, reference_kin
     """The verdict for ``head`` against the reference outcomes (keyed by example id)."""
     if head.n == 0:
         return Verdict(ERROR, "no examples were evaluated", reference_kind)
-    if head.error_rate > rules.max_error_rate:
+    if head.error_rate > rules.max_error_rate or head.scored == 0:  # even at max_error_rate 1
         return Verdict(ERROR, f"{head.count(Outcome.ERROR)} of {head.n} calls failed "
                               f"({head.error_rate:.0%} > max_error_rate {rules.max_error_rate:.0%}); "
                               f"first error: {head.first_error()}", reference_kind)
@@ -84,6 +85,10 @@ def decide(head: EvalResult, reference: dict[str, Outcome] | None, reference_kin
             verdict.head_interval = wilson_interval(len(head_right), len(paired))
             verdict.delta = verdict.head_accuracy - verdict.base_accuracy
             verdict.p_value = mcnemar_one_sided(len(verdict.right_to_wrong), len(verdict.wrong_to_right))
+        else:  # a reference that shares no scored example with the head compares nothing
+            verdict.status = ERROR
+            verdict.reason = f"no example could be paired with the {reference_kind}: nothing was compared"
+            return verdict
     reasons = []
     if verdict.delta is not None and -verdict.delta > rules.tolerance:
         drop = f"accuracy dropped {-verdict.delta:.1%} (tolerance {rules.tolerance:.1%}), p = {verdict.p_value:.3g}"
@@ -99,7 +104,7 @@ def decide(head: EvalResult, reference: dict[str, Outcome] | None, reference_kin
         verdict.status = FAIL
         reasons.append(f"accuracy {verdict.head_accuracy:.1%} is under min_accuracy {rules.min_accuracy:.1%}")
     if not reasons:
-        reasons.append({"none": "no base version or stored baseline to compare with",
+        reasons.append({"none": NO_REFERENCE,
                         "unchanged": "template unchanged from the base version"}.get(
             reference_kind, "no significant drop"))
     verdict.reason = "; ".join(reasons)

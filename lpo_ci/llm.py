@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Any
 
+from .breaker import CircuitBreaker
 from .cache import ResponseCache, cache_key
 
 MAX_BACKOFF_SECONDS = 30.0
@@ -190,6 +191,7 @@ class ModelClient:
     retries: int = 4
     timeout: float = 120.0
     backoff: float = 0.5
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker, repr=False)  # shared per endpoint
     _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
     _inflight: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
 
@@ -241,9 +243,13 @@ class ModelClient:
         attempt = 0
         while True:
             attempt += 1
+            if (tripped := self.breaker.check()) is not None:  # a dead endpoint: fail at once
+                return Completion(text=None, error=tripped, attempts=attempt - 1,
+                                  latency=time.perf_counter() - started)
             try:
                 response = await self._call(litellm, prompt)
             except Exception as exc:  # noqa: BLE001 - every provider failure is reported, not raised
+                self.breaker.record(exc, _describe(exc))
                 if attempt <= self.retries and _is_transient(litellm, exc):
                     wait = _retry_after(exc)
                     if wait is None:
@@ -252,6 +258,7 @@ class ModelClient:
                     continue
                 return Completion(text=None, error=_describe(exc), attempts=attempt,
                                   latency=time.perf_counter() - started)
+            self.breaker.record(None)
             return self._completion(litellm, response, attempt, time.perf_counter() - started)
 
     async def _call(self, litellm, prompt: str):

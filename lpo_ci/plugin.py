@@ -16,6 +16,8 @@ REPORT_KEY = "lpo_ci"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from .spec import POSITIVE_INT, POSITIVE_NUMBER, SEED
+
     group = parser.getgroup("lpo-ci", "prompt template tests (lpo-ci)")
     group.addoption("--lpo", action="store_true", default=None,
                     help="collect prompt templates as test items and score them")
@@ -30,20 +32,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the stored baseline from this run (regressions do not fail)")
     group.addoption("--lpo-report", metavar="FILE", help="write the JSON report to FILE")
     group.addoption("--lpo-model", metavar="MODEL", help="litellm model for templates that name none")
-    group.addoption("--lpo-samples", type=int, metavar="N", help="examples per template")
-    group.addoption("--lpo-seed", type=int, metavar="SEED", help="sampling seed")
-    group.addoption("--lpo-concurrency", type=int, metavar="N", help="concurrent model calls")
+    group.addoption("--lpo-samples", type=POSITIVE_INT, metavar="N", help="examples per template")
+    group.addoption("--lpo-seed", type=SEED, metavar="SEED", help="sampling seed")
+    group.addoption("--lpo-concurrency", type=POSITIVE_INT, metavar="N", help="concurrent model calls")
     group.addoption("--lpo-cache-dir", metavar="DIR", help="response cache directory")
     group.addoption("--lpo-optimize", action="store_true", default=False,
                     help="after the gate, run a bounded LPO search on each failing template "
                          "and report the suggested patch")
     group.addoption("--lpo-optimize-mode", choices=["local", "global"], default="local",
                     help="local: edit only marked tokens (default); global: all literal text")
-    group.addoption("--lpo-budget-calls", type=int, default=300, metavar="N",
+    group.addoption("--lpo-budget-calls", type=POSITIVE_INT, default=300, metavar="N",
                     help="model calls per optimized template (cached calls are free)")
-    group.addoption("--lpo-budget-tokens", type=int, metavar="N", help="tokens per optimized template")
-    group.addoption("--lpo-budget-usd", type=float, metavar="X", help="dollars per optimized template")
-    group.addoption("--lpo-budget-seconds", type=float, metavar="S", help="seconds per optimized template")
+    group.addoption("--lpo-budget-tokens", type=POSITIVE_INT, metavar="N", help="tokens per optimized template")
+    group.addoption("--lpo-budget-usd", type=POSITIVE_NUMBER, metavar="X", help="dollars per optimized template")
+    group.addoption("--lpo-budget-seconds", type=POSITIVE_NUMBER, metavar="S", help="seconds per optimized template")
     group.addoption("--lpo-optimizer-model", metavar="MODEL",
                     help="instruction-following model for the optimizer (default: LLM-free operators)")
     group.addoption("--lpo-data-dir", metavar="DIR",
@@ -57,14 +59,17 @@ def _wants_lpo(config: pytest.Config) -> bool:
     pyproject = Path(str(config.rootpath)) / "pyproject.toml"
     try:
         text = pyproject.read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # pytest itself says what is wrong with the file
         return False
     if "tool.lpo_ci" not in text:
         return False
     import tomllib
 
     try:
-        return bool(tomllib.loads(text).get("tool", {}).get("lpo_ci", {}).get("lpo", False))
+        from .spec import lpo_table
+
+        table = lpo_table(tomllib.loads(text))
+        return isinstance(table, dict) and bool(table.get("lpo", False))
     except tomllib.TOMLDecodeError:
         return False
 
@@ -82,21 +87,30 @@ class LpoPlugin:
     """Registered only when lpo-ci is on; holds the run's settings and results."""
 
     def __init__(self, config: pytest.Config):
+        from .report import check_output
         from .runner import Session
         from .spec import load_settings
 
         self.config = config
+        report = config.getoption("lpo_report")
+        check_output(Path(config.invocation_params.dir) / report if report else None, "--lpo-report")
         self.settings = load_settings(Path(str(config.rootpath)), _overrides(config))
         self.session = Session(self.settings, base_ref=config.getoption("lpo_base"))
         self.update_baseline = config.getoption("lpo_update_baseline")
         self.results: dict[str, dict] = {}
+        self.collected: set[Path] = set()  # real files collected, so a symbolic link adds no duplicate
 
     @property
     def is_controller(self) -> bool:
         return not hasattr(self.config, "workerinput")
 
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config):
-        """With --lpo-only, files that are not templates are not even imported."""
+        """Skip symbolic links back into their own folder (a loop); with --lpo-only, files
+        that are not templates are not even imported."""
+        if collection_path.is_symlink() and collection_path.is_dir():
+            target = collection_path.resolve()
+            if collection_path.parent.resolve().is_relative_to(target):
+                return True
         if config.getoption("lpo_only") and collection_path.is_file():
             from .spec import matches
 
@@ -106,9 +120,15 @@ class LpoPlugin:
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         from .spec import matches
 
-        if matches(self.settings, file_path):
-            return PromptFile.from_parent(parent, path=file_path)
-        return None
+        if not matches(self.settings, file_path):
+            return None
+        real = file_path.resolve()
+        if file_path.is_symlink() and real.is_relative_to(self.settings.root):
+            return None  # a link to a template of the project: collected under its own name
+        if real in self.collected:
+            return None
+        self.collected.add(real)
+        return PromptFile.from_parent(parent, path=file_path)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -120,6 +140,9 @@ class LpoPlugin:
         if call.excinfo is not None and isinstance(call.excinfo.value, LpoError):
             report.longrepr = str(call.excinfo.value) if item.result is None \
                 else item.failure_text()
+        elif call.excinfo is not None and not isinstance(call.excinfo.value, RegressionFailure) \
+                and not item.config.getoption("fulltrace"):
+            report.longrepr = internal_error_text(item, call.excinfo.value)
         if call.when == "call" or (call.when == "setup" and call.excinfo is not None):
             data = item.result_dict(call.excinfo.value if call.excinfo else None)
             report.user_properties.append((REPORT_KEY, data))
@@ -145,19 +168,24 @@ class LpoPlugin:
                                     {"accuracy": (item["head"] or {}).get("accuracy"),
                                      "n": len(outcomes), "model": item["model"], "benchmark": item["data"]},
                                     outcomes)
+                    old = item.get("renamed_from")
+                    if old and old != item["template"] and not (self.settings.root / old).exists():
+                        baseline.forget(old)
             baseline.save()
         path = self.config.getoption("lpo_report")
         if path:
             write_json(Path(self.config.invocation_params.dir) / path,
                        build_report(items, base_rev=self.session.base_rev if items else None,
-                                    root=self.settings.root))
+                                    root=self.settings.root,
+                                    reference=self.session.reference() if items else None,
+                                    extra={"warnings": self.session.warnings()}))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.is_controller or not self.results:
             return
         from .report import terminal_summary
 
-        notes = []
+        notes = self.session.notes()
         if self.update_baseline and self.settings.baseline:
             notes.append(f"baseline written to {self.settings.baseline}")
         terminalreporter.write_sep("=", "lpo-ci summary")
@@ -172,6 +200,12 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         plugin = LpoPlugin(config)
     except LpoError as exc:
+        report = config.getoption("lpo_report")
+        if report and not (Path(config.invocation_params.dir) / report).is_dir():  # always written:
+            # the publisher reads why nothing ran
+            from .report import build_report, write_json
+
+            write_json(Path(config.invocation_params.dir) / report, build_report([], extra={"error": str(exc)}))
         raise pytest.UsageError(str(exc)) from None
     config.pluginmanager.register(plugin, "lpo-ci-session")
     _add_prompt_dirs_to_testpaths(config, plugin.settings)
@@ -196,18 +230,37 @@ class RegressionFailure(Exception):
     """Raised by an item whose gate failed; shown as the gate's failure text."""
 
 
+def internal_error_text(item: "PromptItem", error: BaseException) -> str:
+    """A failure that is no user error: one line, not a traceback."""
+    from .errors import internal_error
+
+    return (f"{item.relpath}:{item.line}: {internal_error(error)}\n"
+            f"  hint: rerun with --full-trace for the traceback, and please report it")
+
+
 class PromptFile(pytest.File):
-    """A prompt template file; yields one item scored on its benchmark or dataset."""
+    """A prompt template file; yields one item scored on its benchmark or dataset.
+
+    A broken spec or template is not a collection error (which would stop the whole
+    session): it becomes an item that errors, so the other templates still run and
+    the report lists it.
+    """
 
     def collect(self):
+        from .errors import LpoError
+        from .render import compile_template
         from .runner import data_label
         from .spec import read_template
 
         plugin: LpoPlugin = self.config.pluginmanager.get_plugin("lpo-ci-session")
-        template = read_template(plugin.settings, self.path)
-        from .render import compile_template
-
-        compile_template(template.source, self.path)  # syntax errors fail collection
+        template = None
+        try:
+            template = read_template(plugin.settings, self.path)
+            compile_template(template.source, template.relpath)
+        except LpoError as exc:
+            name = data_label(template.spec) if template is not None else "invalid-spec"
+            yield PromptItem.from_parent(self, name=name, template=template, error=exc)
+            return
         yield PromptItem.from_parent(self, name=data_label(template.spec), template=template)
 
     def repr_failure(self, excinfo):
@@ -219,9 +272,10 @@ class PromptFile(pytest.File):
 
 
 class PromptItem(pytest.Item):
-    def __init__(self, *, template, **kwargs):
+    def __init__(self, *, template, error=None, **kwargs):
         super().__init__(**kwargs)
-        self.template = template
+        self.template = template  # None when the spec could not be read (``error`` says why)
+        self.error = error  # found while collecting: raised at setup, so the item errors
         self.result = None  # the runner's ItemReport once scored
         self.optimization = None  # the LPO result (a dict) when --lpo-optimize ran
 
@@ -229,9 +283,26 @@ class PromptItem(pytest.Item):
     def plugin(self) -> LpoPlugin:
         return self.config.pluginmanager.get_plugin("lpo-ci-session")
 
+    @property
+    def relpath(self) -> str:
+        if self.template is not None:
+            return self.template.relpath
+        try:
+            return self.path.resolve().relative_to(self.plugin.settings.root).as_posix()
+        except ValueError:
+            return self.path.as_posix()
+
+    @property
+    def line(self) -> int:
+        if self.template is not None:
+            return self.template.spec_line
+        return getattr(self.error, "line", None) or 1
+
     def setup(self) -> None:
         from .runner import raise_for_error
 
+        if self.error is not None:
+            raise self.error
         self.result = self.plugin.session.run(self.template)
         raise_for_error(self.result)
 
@@ -272,16 +343,23 @@ class PromptItem(pytest.Item):
     def reportinfo(self):
         # Section titles show the domain; one that is not a suffix of the node id
         # keeps -v from turning the dots of file names into '::'.
-        return self.path, self.template.spec_line - 1, f"[lpo] {self.template.relpath}::{self.name}"
+        return self.path, self.line - 1, f"[lpo] {self.relpath}::{self.name}"
 
     def result_dict(self, error: BaseException | None) -> dict:
         """This item's entry in the JSON report (also for items that could not be scored)."""
+        from .errors import LpoError
+        from .runner import error_entry
+
         if self.result is not None:
             data = self.result.to_dict()
         else:
-            data = {"template": self.template.relpath, "line": self.template.spec_line,
-                    "data": self.name, "model": self.template.spec.model, "status": "error",
-                    "reason": str(error) if error else "not scored", "examples": []}
+            reason = "not scored"
+            if isinstance(error, LpoError):
+                reason = str(error)
+            elif error is not None:
+                reason = internal_error_text(self, error)
+            data = error_entry(self.relpath, self.line, None if self.template is None else self.name,
+                               self.template.spec.model if self.template is not None else None, reason)
         if self.plugin.update_baseline and data["status"] == "fail":
             data["status"] = "pass"  # recording a new baseline accepts the change
             data["reason"] += "; accepted: the baseline is being updated"

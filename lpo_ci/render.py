@@ -2,18 +2,59 @@
 
 The sandbox keeps a template from reaching Python internals; undefined
 variables are errors, so a typo in a variable name never renders as an empty
-string and silently costs accuracy.
+string and silently costs accuracy. Every failure to compile or render, of
+whatever exception type, becomes a ``SpecError`` at the template line: one
+broken template is one errored item, never a traceback.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
+
+# Results a template expression may build: a prompt is text, not a memory or CPU bomb.
+MAX_SEQUENCE_LENGTH = 1_000_000  # characters or items from '*'
+MAX_INTEGER_BITS = 65_536  # from '*' or '**' on integers
+NO_LOADER_HINT = ("lpo-ci renders each template on its own: inline the included text, "
+                  "or render the file's parts into one template")
+
+
+@lru_cache(maxsize=1)
+def _sandbox_class():
+    from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+    class PromptSandbox(SandboxedEnvironment):
+        """The sandbox, with '*' and '**' bounded (Jinja leaves them unbounded, so
+        ``'x' * 10**10`` or ``10**10**10`` would exhaust memory or time)."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "*":
+                for seq, count in ((left, right), (right, left)):
+                    if isinstance(seq, (str, bytes, list, tuple)) and isinstance(count, int) \
+                            and len(seq) * max(count, 0) > MAX_SEQUENCE_LENGTH:
+                        raise SecurityError(f"'*' would build {len(seq) * count:,} items, more than "
+                                            f"the sandbox allows ({MAX_SEQUENCE_LENGTH:,})")
+                if _is_int(left) and _is_int(right) \
+                        and left.bit_length() + right.bit_length() > MAX_INTEGER_BITS:
+                    raise SecurityError("'*' would build an integer too large for a prompt")
+            elif operator == "**" and _is_int(left) and _is_int(right) and abs(left) > 1 and right > 0 \
+                    and right * math.log2(abs(left)) > MAX_INTEGER_BITS:
+                raise SecurityError("'**' would build an integer too large for a prompt")
+            return super().call_binop(context, operator, left, right)
+
+    return PromptSandbox
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def environment():
@@ -24,9 +65,8 @@ def environment():
     prompt shipped.
     """
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
 
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    return _sandbox_class()(undefined=StrictUndefined, autoescape=False)
 
 
 @dataclass
@@ -45,19 +85,33 @@ class PromptTemplate:
         return set(meta.find_undeclared_variables(environment().parse(self.source)))
 
     def render(self, variables: dict[str, Any]) -> str:
-        """Render for one example; errors name the template line."""
-        from jinja2 import TemplateError
+        """Render for one example; any failure is a SpecError naming the template line."""
+        from jinja2 import TemplateError, UndefinedError
 
         try:
             return self.template.render(**variables)
-        except TemplateError as exc:
+        except Exception as exc:  # noqa: BLE001 - a template can fail in any way; none may escape raw
             line = _template_line(exc, self.label)
             missing = sorted(self.variables - set(variables))
-            hint = (f"the data provides {', '.join(sorted(variables)) or 'no variables'}; "
-                    f"the template also reads {', '.join(missing)}") if missing else \
-                "fix the template expression on that line"
-            raise SpecError(f"cannot render the template: {exc.message or exc}", path=self.label,
-                            line=line, hint=hint) from None
+            if isinstance(exc, UndefinedError) and missing:
+                hint = (f"the data provides {', '.join(sorted(variables)) or 'no variables'}; "
+                        f"the template also reads {', '.join(missing)}")
+            elif isinstance(exc, TypeError) and "no loader" in str(exc):
+                raise SpecError("cannot render the template: {% include %}, {% import %} and {% extends %} "
+                                "are not supported", path=self.label, line=line, hint=NO_LOADER_HINT) from None
+            else:
+                hint = "fix the template expression on that line"
+            message = (exc.message or str(exc)) if isinstance(exc, TemplateError) else _describe(exc)
+            raise SpecError(f"cannot render the template: {message}", path=self.label, line=line,
+                            hint=hint) from None
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, short (the message of a bomb can be huge too)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, RecursionError):
+        text = "the template nests or recurses too deeply"
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def _template_line(exc: BaseException, label: str) -> int | None:
@@ -72,7 +126,7 @@ def _template_line(exc: BaseException, label: str) -> int | None:
 
 
 def compile_template(source: str, label: str | Path) -> PromptTemplate:
-    """Compile ``source``; a syntax error becomes a SpecError at its line.
+    """Compile ``source``; any failure becomes a SpecError (at its line when Jinja knows it).
 
     The label is the compiled code's file name, so render errors can be traced
     back to a template line.
@@ -83,8 +137,27 @@ def compile_template(source: str, label: str | Path) -> PromptTemplate:
     env = environment()
     try:
         code = env.compile(source, name=label, filename=label)
+        template = env.template_class.from_code(env, code, env.make_globals(None), None)
     except TemplateSyntaxError as exc:
         raise SpecError(f"Jinja syntax error: {exc.message}", path=label, line=exc.lineno,
                         hint="fix the template syntax (see the Jinja2 template designer docs)") from None
-    template = env.template_class.from_code(env, code, env.make_globals(None), None)
+    except Exception as exc:  # noqa: BLE001 - e.g. RecursionError on absurd nesting
+        raise SpecError(f"cannot compile the template: {_describe(exc)}", path=label,
+                        hint="simplify the template") from None
     return PromptTemplate(source=source, label=label, template=template)
+
+
+def distinct_prompts(template: PromptTemplate, examples: list) -> list[str]:
+    """Every example's prompt, raising when they are all the same: a template that
+    reads none of the data scores one prompt over and over, which measures nothing."""
+    prompts = [template.render(example.variables) for example in examples]
+    if len(examples) > 1 and len(set(prompts)) == 1:
+        fields = sorted(set().union(*(e.variables for e in examples)))
+        read = sorted(template.variables & set(fields))
+        what = (f"it reads {', '.join(read)} but its output does not change" if read
+                else "it reads none of the data's fields")
+        raise SpecError(f"the template renders the same prompt for all {len(examples)} examples: {what}",
+                        path=template.label, line=None,
+                        hint=f"use the data's fields in the prompt, e.g. {{{{ {fields[0]} }}}}" if fields
+                        else "use the data's fields in the prompt")
+    return prompts

@@ -70,6 +70,10 @@ def terminal_summary(items: list[dict[str, Any]], notes: list[str] | None = None
     usage = run["usage"]
     notes = list(notes or [])
     for item in items:
+        if item.get("renamed_from"):
+            notes.append(f"{item['template']}: compared with {item['renamed_from']} (renamed)")
+        notes += [f"{item['template']}: warning: {warning}" for warning in item.get("warnings") or []]
+    for item in items:
         optimization = item.get("optimization")
         if optimization:
             budget = optimization["budget"]["spent"]
@@ -88,17 +92,27 @@ def terminal_summary(items: list[dict[str, Any]], notes: list[str] | None = None
 
 
 def build_report(items: list[dict[str, Any]], *, base_rev: str | None = None, root: Path | None = None,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 extra: dict[str, Any] | None = None, reference: dict[str, Any] | None = None) -> dict[str, Any]:
     """``root``, the project root, gives ``repo_prefix``: template paths are relative to the
-    project, GitHub wants them relative to the repository."""
+    project, GitHub wants them relative to the repository. ``reference`` says what the run
+    compared with (``Session.reference``)."""
     from .vcs import repo_prefix
 
     return {
         "version": REPORT_VERSION, "tool": f"lpo-ci {__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "base_rev": base_rev, "repo_prefix": repo_prefix(root) if root else "", "summary": totals(items),
+        "base_rev": base_rev, "reference": reference,
+        "repo_prefix": repo_prefix(root) if root else "", "summary": totals(items),
         "templates": sorted(items, key=lambda i: i["template"]), **(extra or {}),
     }
+
+
+def check_output(path: str | Path | None, option: str) -> None:
+    """Refuse an output path that cannot be written as a file, before any work is done."""
+    from .errors import SpecError
+
+    if path is not None and Path(path).is_dir():
+        raise SpecError(f"{option} {path}: is a directory", hint=f"give {option} a file name, e.g. lpo-report.json")
 
 
 def write_json(path: str | Path, report: dict[str, Any]) -> Path:

@@ -13,14 +13,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import vcs
+from . import reference, vcs
 from .baseline import Baseline
+from .breaker import CircuitBreaker
 from .cache import ResponseCache
 from .errors import EvaluationError, SpecError
 from .evaluate import EvalResult, evaluate
-from .gate import ERROR, GateRules, Verdict, decide
+from .gate import ERROR, NO_REFERENCE, GateRules, Verdict, decide
 from .llm import ModelClient, ModelParams, Usage
-from .render import compile_template
+from .render import compile_template, distinct_prompts
 from .spec import Settings, TemplateFile, TestSpec
 
 FLIPS_SHOWN = 3
@@ -76,6 +77,8 @@ class ItemReport:
     usage: Usage = field(default_factory=Usage)
     prepared: Prepared | None = None  # examples, scorer and client: reused by the optimizer
     base_source: str | None = None  # the base version's text, for the optimizer
+    renamed_from: str | None = None  # the path the reference was recorded under, when renamed since
+    warnings: list[str] = field(default_factory=list)  # what makes the verdict less sure than it looks
 
     @property
     def status(self) -> str:
@@ -101,16 +104,28 @@ class ItemReport:
             **{k: v for k, v in self.verdict.to_dict().items() if k not in ("status", "reason")},
             "head": self.head.summary() if self.head else None,
             "base": self.base.summary() if self.base else None,
+            "renamed_from": self.renamed_from, "warnings": self.warnings,
             "usage": self.usage.to_dict(), "seconds": round(self.seconds, 3),
             "fingerprint": self.fingerprint,
             "examples": examples,
         }
 
 
+def error_entry(template: str, line: int, data: str | None, model: str | None, message: str) -> dict[str, Any]:
+    """The report entry of a template that could not be scored (same shape as a scored one)."""
+    verdict = Verdict(ERROR, message, "none").to_dict()
+    return {"template": template, "line": line, "data": data, "model": model, "status": ERROR,
+            "reason": message, "base_rev": None,
+            **{k: v for k, v in verdict.items() if k not in ("status", "reason")},
+            "head": None, "base": None, "renamed_from": None, "warnings": [],
+            "usage": Usage().to_dict(), "seconds": 0.0, "fingerprint": None, "examples": []}
+
+
 class Session:
     """Shared state for a run: settings, response cache, baseline, base commit."""
 
-    def __init__(self, settings: Settings, *, base_ref: str | None = None, use_git: bool = True):
+    def __init__(self, settings: Settings, *, base_ref: str | None = None, use_git: bool = True,
+                 base_option: str = "--lpo-base"):
         import sys
 
         self.settings = settings
@@ -120,13 +135,41 @@ class Session:
         self.baseline = Baseline(settings.baseline)
         self._base_ref = base_ref
         self._use_git = use_git
-        self._base_rev: str | None | bool = False  # False: not resolved yet
+        self._base_option = base_option
+        self._base: vcs.BaseRef | None = None
+        self.breakers: dict[str, CircuitBreaker] = {}  # one per endpoint: a dead one fails fast for all
+
+    @property
+    def base(self) -> vcs.BaseRef:
+        """The git reference (resolved once, on first use); its ``error`` is every item's error."""
+        if self._base is None:
+            self._base = (vcs.resolve_base(self.settings.root, self._base_ref, option=self._base_option)
+                          if self._use_git else vcs.BaseRef(None, how="--no-base given"))
+        return self._base
 
     @property
     def base_rev(self) -> str | None:
-        if self._base_rev is False:
-            self._base_rev = vcs.resolve_base(self.settings.root, self._base_ref) if self._use_git else None
-        return self._base_rev
+        return self.base.rev
+
+    def reference(self) -> dict[str, Any]:
+        """What the report says the run compared with: the git base, and the stored baseline."""
+        baseline = self.settings.baseline
+        try:
+            baseline = baseline.relative_to(self.settings.root).as_posix() if baseline else None
+        except ValueError:
+            baseline = str(baseline)
+        return {**self.base.to_dict(), "baseline": baseline}
+
+    def warnings(self) -> list[str]:
+        """What went wrong with the run itself (a corrupt cache set aside), for the report."""
+        return list(getattr(self.cache, "warnings", []))
+
+    def notes(self) -> list[str]:
+        """The summary's lines on the run: the reference it compared with, and its warnings."""
+        note = f"reference: {self.base.describe()}"
+        if self.settings.baseline and self.baseline.entries:
+            note += f"; stored baseline {self.reference()['baseline']} for templates without a git base"
+        return [note] + [f"warning: {warning}" for warning in self.warnings()]
 
     def prepare(self, template: TemplateFile) -> Prepared:
         """Load the data and build the scorer and client (errors name the spec line)."""
@@ -150,10 +193,12 @@ class Session:
                              max_tokens=spec.max_tokens, stop=tuple(spec.stop) if spec.stop else None,
                              api_base=spec.api_base, seed=spec.seed)
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
-                             retries=self.settings.retries, timeout=spec.timeout)
+                             retries=self.settings.retries, timeout=spec.timeout,
+                             breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()))
         fingerprint = hashlib.sha256(json.dumps(
             [data_label(spec), scorer_name, spec.pattern, params.request(""), spec.samples, spec.seed,
-             [e.id for e in examples]], sort_keys=True, default=str).encode()).hexdigest()[:16]
+             [(e.id, e.target, e.variables) for e in examples]],  # edited data: another setup
+            sort_keys=True, default=str).encode()).hexdigest()[:16]
         return Prepared(template, examples, scorer, client, fingerprint, pool, data_label(spec))
 
     def run(self, template: TemplateFile, progress=None) -> ItemReport:
@@ -162,36 +207,67 @@ class Session:
     async def run_async(self, template: TemplateFile, progress=None) -> ItemReport:
         started = time.perf_counter()
         spec = template.spec
+        if self.base.error is not None:  # a base was expected: comparing with nothing would pass
+            raise self.base.error
         prepared = self.prepare(template)
-        head_template = compile_template(template.source, template.path)
-        base_source = vcs.show(self.settings.root, self.base_rev, template.relpath) if self.base_rev else None
+        head_template = compile_template(template.source, template.relpath)
+        head_prompts = distinct_prompts(head_template, prepared.examples)
+        base_source, renamed_from, warnings = reference.base_version(self.settings.root, self.base, template)
+        base_label = f"{(self.base_rev or '')[:12]}:{renamed_from or template.relpath}"
+        base_template = base_prompts = None
+        why_none = None
+        if base_source is not None and base_source != template.source:
+            try:
+                base_template = compile_template(base_source, base_label)
+            except SpecError as exc:  # broken on the base branch: nothing there to compare with
+                why_none = "the base version does not compile"
+                warnings.append(f"{why_none} (line {exc.line}: {exc.message}); there is no git reference")
+                base_source = renamed_from = None
+            else:  # rendering is the head's data: a base it cannot render cannot be compared with
+                base_prompts = [base_template.render(e.variables) for e in prepared.examples]
         rules = GateRules(tolerance=spec.tolerance, alpha=spec.alpha, min_accuracy=spec.min_accuracy,
                           max_error_rate=spec.max_error_rate)
         report = ItemReport(template=template.relpath, line=template.spec_line, data=data_label(spec),
                             model=prepared.client.params.model, verdict=Verdict(ERROR, "", "none"),
-                            base_rev=self.base_rev, prepared=prepared, base_source=base_source)
+                            base_rev=self.base_rev, prepared=prepared, base_source=base_source,
+                            renamed_from=renamed_from, warnings=warnings)
         changed = base_source is not None and base_source != template.source
         update = None
         if progress is not None:  # a tqdm-like bar: total known only now
             progress.total = len(prepared.examples) * (2 if changed else 1)
             progress.refresh()
             update = progress.update
-        head_task = evaluate(head_template, prepared.examples, prepared.client, prepared.scorer, update)
+        head_task = evaluate(head_template, prepared.examples, prepared.client, prepared.scorer, update,
+                             prompts=head_prompts)
+        where = f"{renamed_from} at {self.base.ref}" if renamed_from else None
         if base_source is not None and not changed:
             head = await head_task
             report.head, report.base = head, head
             report.verdict = decide(head, head.outcomes(), "unchanged", rules)
+            if where:
+                report.verdict.reason = f"template unchanged from the base version, {where} (renamed)"
         elif base_source is not None:
-            base_template = compile_template(base_source, f"{self.base_rev[:12]}:{template.relpath}")
-            base_task = evaluate(base_template, prepared.examples, prepared.client, prepared.scorer, update)
+            base_task = evaluate(base_template, prepared.examples, prepared.client, prepared.scorer, update,
+                                 prompts=base_prompts)
             head, base = await asyncio.gather(head_task, base_task)
             report.head, report.base = head, base
             report.verdict = decide(head, base.outcomes(), "base", rules, base.first_error())
+            if where:
+                report.verdict.reason += f"; compared with {where} (renamed)"
+            warnings += reference.loosened_gate(self.settings, template, base_source)
         else:
             head = await head_task
             report.head = head
-            stored = self.baseline.outcomes(template.relpath, prepared.fingerprint)
+            stored, stored_as, notes = reference.stored_baseline(self.settings.root, self.base, self.baseline,
+                                                                 template, prepared.fingerprint)
+            warnings += notes
+            report.renamed_from = stored_as
             report.verdict = decide(head, stored, "baseline" if stored is not None else "none", rules)
+            if stored_as:
+                report.verdict.reason += f"; compared with the stored baseline of {stored_as} (renamed)"
+            elif report.verdict.reason == NO_REFERENCE:
+                report.verdict.reason += f" ({why_none or reference.why_none(self.base)})"
+        warnings += reference.sample_warnings(spec, len(prepared.pool), data_label(spec), report.verdict)
         for result in (report.head, report.base if report.base is not report.head else None):
             if result is not None:
                 report.usage.merge(result.usage)
@@ -239,7 +315,8 @@ def failure_text(report: ItemReport) -> str:
         return f"{value:.1%} [{interval[0]:.1%}, {interval[1]:.1%}]" if interval else f"{value:.1%}"
 
     if v.base_accuracy is not None:
-        lines.append(f"  {v.reference} accuracy: {pct(v.base_accuracy, v.base_interval)}  "
+        renamed = f" ({report.renamed_from}, renamed)" if report.renamed_from else ""
+        lines.append(f"  {v.reference} accuracy{renamed}: {pct(v.base_accuracy, v.base_interval)}  "
                      f"(95% interval, n={v.n_paired})")
     lines.append(f"  head accuracy: {pct(v.head_accuracy, v.head_interval)}")
     if v.delta is not None:
@@ -252,6 +329,7 @@ def failure_text(report: ItemReport) -> str:
             r = by_id[example_id]
             answer = (r.response or "").strip().replace("\n", " ")
             lines.append(f"    - #{example_id}: expected {r.target!r}, head answered {answer[:120]!r}")
+    lines += [f"  warning: {warning}" for warning in report.warnings]
     if v.status == ERROR:
         lines.append(f"  hint: {ERROR_HINT}")
     return "\n".join(lines)

@@ -20,20 +20,43 @@ from typing import Any
 from .errors import SpecError
 
 DEFAULT_GLOBS = ("prompts/**/*.j2", "prompts/**/*.jinja", "prompts/**/*.jinja2")
+PYPROJECT = "pyproject.toml"
 
 _SPEC_COMMENT = re.compile(r"\A(\s*)\{#-?(\s*lpo\s*:.*?)-?#\}", re.DOTALL)
 
 
+# The spec comment is a few lines of YAML: cap what it may hold, so an alias bomb
+# (a billion laughs) is an error, not a hang.
+MAX_SPEC_CHARS = 64 * 1024
+MAX_SPEC_NODES = 10_000  # values after expanding YAML aliases
+MAX_SEED = 2 ** 63  # providers take a 64-bit seed
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return _integer(value) and value > 0
+
+
+def _real(value: Any) -> bool:
+    """A finite number (YAML's .inf and .nan are numbers too, and would hang or slip through)."""
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _share(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+    return _real(value) and 0 <= value <= 1
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    return _real(value) and value >= 0
+
+
+def _seed(value: Any) -> bool:
+    return _integer(value) and -MAX_SEED <= value < MAX_SEED
 
 
 def _string(value: Any) -> bool:
@@ -58,7 +81,7 @@ TEMPLATE_KEYS: dict[str, tuple[Any, str]] = {
     "model": (_string, "a litellm model name such as openai/gpt-4o-mini"),
     "mode": (lambda v: v in ("chat", "completion"), "'chat' or 'completion'"),
     "samples": (_positive_int, "a positive integer"),
-    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "seed": (_seed, "an integer between -2**63 and 2**63 - 1"),
     "tolerance": (_share, "a number between 0 and 1"),
     "alpha": (lambda v: _share(v) and 0 < v < 1, "a number between 0 and 1 (exclusive)"),
     "min_accuracy": (_share, "a number between 0 and 1"),
@@ -70,12 +93,14 @@ TEMPLATE_KEYS: dict[str, tuple[Any, str]] = {
     "timeout": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
 }
 
+MAX_RETRIES = 10  # with backoff capped at 30 s, more would turn an outage into a hang
+
 # Project-wide settings that make no sense per template.
 PROJECT_KEYS: dict[str, tuple[Any, str]] = {
     "lpo": (lambda v: isinstance(v, bool), "true or false"),
     "prompts": (lambda v: isinstance(v, list) and all(_string(x) for x in v), "a list of glob patterns"),
     "concurrency": (_positive_int, "a positive integer"),
-    "retries": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "retries": (lambda v: _integer(v) and 0 <= v <= MAX_RETRIES, f"an integer from 0 to {MAX_RETRIES}"),
     "cache_dir": (_string, "a directory path"),
     "baseline": (_string, "a file path"),
     "data_dir": (_string, "a directory laid out like the benchmark mirror"),
@@ -142,17 +167,50 @@ class TemplateFile:
     spec_line: int  # line of the spec comment or table, for annotations
 
 
-def _check(key: str, value: Any, table: dict[str, tuple[Any, str]], file: str,
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to ``limit`` characters, in bounded time even for a huge nested value."""
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxlevel, shortener.maxstring, shortener.maxother = 3, limit, limit
+    text = shortener.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _check(key: str, value: Any, table: dict[str, tuple[Any, str]], file: str | None,
            line: int | None, context: str) -> None:
     if key not in table:
         import difflib
         close = difflib.get_close_matches(key, list(table), n=1)
         hint = f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(sorted(table))
-        raise SpecError(f"unknown key '{key}' in {context}", path=file, line=line, hint=hint)
+        raise SpecError(f"unknown key {short_repr(key)} in {context}", path=file, line=line, hint=hint)
     check, wanted = table[key]
     if not check(value):
-        raise SpecError(f"'{key}' must be {wanted}, got {value!r}", path=file, line=line,
+        raise SpecError(f"'{key}' must be {wanted}, got {short_repr(value)}", path=file, line=line,
                         hint=f"fix the value of '{key}'")
+
+
+def option_type(check, wanted: str, parse=int):
+    """An argparse ``type`` for a numeric option, checked like the spec key it stands for:
+    argparse then names the option in the error (``argument --samples: must be ...``)."""
+    import argparse
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not check(value):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+
+    convert.__name__ = wanted
+    return convert
+
+
+POSITIVE_INT = option_type(_positive_int, "a positive integer")
+SEED = option_type(_seed, "an integer between -2**63 and 2**63 - 1")
+POSITIVE_NUMBER = option_type(lambda v: _real(v) and v > 0, "a number > 0", parse=float)
 
 
 def _toml_line(text: str, key: str, after: int = 0) -> int | None:
@@ -172,6 +230,12 @@ def _toml_table_offset(text: str, relpath: str) -> int:
     return match.start() if match else 0
 
 
+def lpo_table(pyproject: dict[str, Any]) -> Any:
+    """``[tool.lpo_ci]`` of a parsed pyproject.toml ({} when absent; not a dict when malformed)."""
+    tool = pyproject.get("tool", {})
+    return tool.get("lpo_ci", {}) if isinstance(tool, dict) else {}
+
+
 def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settings:
     """Read ``[tool.lpo_ci]`` from ``root/pyproject.toml`` and apply command-line overrides."""
     root = Path(root).resolve()
@@ -179,13 +243,20 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
     table: dict[str, Any] = {}
     text = ""
     if pyproject.is_file():
-        text = pyproject.read_text(encoding="utf-8")
         try:
+            text = pyproject.read_text(encoding="utf-8")
             data = tomllib.loads(text)
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"not UTF-8 text: {exc.reason}", path=PYPROJECT,
+                            hint="save pyproject.toml as UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"invalid TOML: {exc}", path=pyproject,
+            raise SpecError(f"invalid TOML: {exc}", path=PYPROJECT,
                             hint="fix the syntax of pyproject.toml") from None
-        table = data.get("tool", {}).get("lpo_ci", {})
+        table = lpo_table(data)
+        if not isinstance(table, dict):
+            raise SpecError("'tool.lpo_ci' must be a table", path=PYPROJECT, line=_toml_line(text, "lpo_ci"),
+                            hint="write the settings under a [tool.lpo_ci] header")
+    shown = PYPROJECT  # errors name files relative to the project root, as the report does
     section = text.find("[tool.lpo_ci")
     project: dict[str, Any] = {}
     defaults: dict[str, Any] = {}
@@ -193,15 +264,17 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
     for key, value in table.items():
         line = _toml_line(text, key, max(section, 0))
         if key in PROJECT_KEYS:
-            _check(key, value, PROJECT_KEYS, str(pyproject), line, "[tool.lpo_ci]")
+            _check(key, value, PROJECT_KEYS, shown, line, "[tool.lpo_ci]")
             project[key] = value
         else:
-            _check(key, value, {**TEMPLATE_KEYS, **PROJECT_KEYS}, str(pyproject), line, "[tool.lpo_ci]")
+            _check(key, value, {**TEMPLATE_KEYS, **PROJECT_KEYS}, shown, line, "[tool.lpo_ci]")
             defaults[key] = value
-            origins[key] = (str(pyproject), line)
+            origins[key] = (shown, line)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
+        if key in PROJECT_KEYS or key in TEMPLATE_KEYS:  # options checked at parsing; API callers here
+            _check(key, value, {**TEMPLATE_KEYS, **PROJECT_KEYS}, None, None, "the options")
         if key in PROJECT_KEYS:
             project[key] = value
         else:
@@ -219,7 +292,7 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
     for rel, spec in templates.items():
         if not isinstance(spec, dict):
             raise SpecError(f"[tool.lpo_ci.templates] entry '{rel}' must be a table",
-                            path=pyproject, line=text.count("\n", 0, _toml_table_offset(text, rel)) + 1,
+                            path=PYPROJECT, line=text.count("\n", 0, _toml_table_offset(text, rel)) + 1,
                             hint="write it as a table of spec keys")
     return Settings(
         root=root,
@@ -277,12 +350,44 @@ def split_spec_comment(source: str) -> tuple[str | None, int, int]:
     return match.group(2), line, match.end()
 
 
-def _parse_yaml_spec(body: str, path: Path, first_line: int) -> tuple[dict[str, Any], dict[str, int]]:
+def _expanded_size(node) -> int:
+    """How many values ``node`` stands for once aliases are expanded (aliases share nodes,
+    so this counts each shared node once per use, memoized: linear in the document)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+
+    def size(n) -> int:
+        if n is None:
+            return 0
+        if id(n) in sizes:
+            return sizes[id(n)]
+        sizes[id(n)] = 1  # a recursive alias counts once
+        if isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        else:
+            total = 1
+        sizes[id(n)] = total
+        return total
+
+    return size(node)
+
+
+def _parse_yaml_spec(body: str, path: str | Path, first_line: int) -> tuple[dict[str, Any], dict[str, int]]:
     """Parse the YAML under ``lpo:``; return values and each key's file line."""
     import yaml
 
+    if len(body) > MAX_SPEC_CHARS:
+        raise SpecError(f"the lpo spec comment is {len(body):,} characters long (at most {MAX_SPEC_CHARS:,})",
+                        path=path, line=first_line, hint="keep the spec to the keys lpo-ci reads")
     try:
         node = yaml.compose(body, Loader=yaml.SafeLoader)
+        if _expanded_size(node) > MAX_SPEC_NODES:
+            raise SpecError(f"the lpo spec comment expands to more than {MAX_SPEC_NODES:,} values "
+                            f"(YAML aliases)", path=path, line=first_line,
+                            hint="write the values out; a spec needs no anchors or aliases")
         data = yaml.safe_load(body)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -290,6 +395,10 @@ def _parse_yaml_spec(body: str, path: Path, first_line: int) -> tuple[dict[str, 
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(f"malformed YAML in the lpo spec comment: {problem}", path=path, line=line,
                         hint="the comment body must be YAML: 'lpo:' then indented 'key: value' lines") from None
+    except (RecursionError, ValueError, OverflowError) as exc:  # absurd nesting, a 5,000-digit number
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else short_repr(str(exc), 120)
+        raise SpecError(f"the lpo spec comment cannot be read: {problem}", path=path, line=first_line,
+                        hint="write plain 'key: value' lines") from None
     if not isinstance(data, dict) or set(data) != {"lpo"}:
         raise SpecError("the spec comment must hold one YAML mapping under the key 'lpo'",
                         path=path, line=first_line, hint="write {# lpo:\\n  benchmark: ... #}")
@@ -316,8 +425,11 @@ def read_template(settings: Settings, path: Path, source: str | None = None) -> 
         try:
             source = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise SpecError(f"not UTF-8 text: {exc.reason}", path=path,
+            raise SpecError(f"not UTF-8 text: {exc.reason}", path=relpath,
                             hint="save the template as UTF-8") from None
+        except OSError as exc:
+            raise SpecError(f"cannot read the template: {exc.strerror or exc}", path=relpath,
+                            hint="check the file's permissions") from None
     values: dict[str, Any] = dict(settings.defaults)
     origins = dict(settings.default_origins)
     spec_line = 1
@@ -328,36 +440,36 @@ def read_template(settings: Settings, path: Path, source: str | None = None) -> 
         spec_line = text.count("\n", 0, offset) + 1
         for key, value in table.items():
             line = _toml_line(text, key, offset) or spec_line
-            _check(key, value, TEMPLATE_KEYS, str(settings.pyproject), line,
+            _check(key, value, TEMPLATE_KEYS, PYPROJECT, line,
                    f"[tool.lpo_ci.templates.\"{relpath}\"]")
             values[key] = value
-            origins[key] = (str(settings.pyproject), line)
+            origins[key] = (PYPROJECT, line)
     body, comment_line, _ = split_spec_comment(source)
     spec: dict[str, Any] = {}
     if body is not None:
         spec_line = comment_line
-        spec, lines = _parse_yaml_spec(body, path, comment_line)
+        spec, lines = _parse_yaml_spec(body, relpath, comment_line)
         for key, value in spec.items():
-            _check(str(key), value, TEMPLATE_KEYS, str(path), lines.get(str(key), comment_line),
+            _check(str(key), value, TEMPLATE_KEYS, relpath, lines.get(str(key), comment_line),
                    "the lpo spec comment")
             values[key] = value
-            origins[key] = (str(path), lines.get(str(key), comment_line))
+            origins[key] = (relpath, lines.get(str(key), comment_line))
     elif table is None:
         raise SpecError("no test spec: the template has no '{# lpo: ... #}' comment and no "
-                        "[tool.lpo_ci.templates] entry", path=path, line=1,
+                        "[tool.lpo_ci.templates] entry", path=relpath, line=1,
                         hint="start the file with {# lpo:\n    benchmark: bbh/boolean_expressions\n  #}")
     own = set(table or {}) | (set(spec) if body is not None else set())
     if "benchmark" in values and "dataset" in values:
         chosen = [k for k in ("benchmark", "dataset") if k in own]
         if len(chosen) != 1:
-            raise SpecError("the spec names both a 'benchmark' and a 'dataset'", path=path,
+            raise SpecError("the spec names both a 'benchmark' and a 'dataset'", path=relpath,
                             line=spec_line, hint="keep one of them")
         values.pop("dataset" if chosen[0] == "benchmark" else "benchmark")
     if "benchmark" not in values and "dataset" not in values:
-        raise SpecError("the spec needs a 'benchmark' or a 'dataset'", path=path, line=spec_line,
+        raise SpecError("the spec needs a 'benchmark' or a 'dataset'", path=relpath, line=spec_line,
                         hint="add 'benchmark: bbh/<task>' (or gsm8k, multiarith) or 'dataset: data/my.jsonl'")
     if values.get("scorer") == "regex" and "pattern" not in values:
-        raise SpecError("scorer 'regex' needs a 'pattern'", path=path, line=spec_line,
+        raise SpecError("scorer 'regex' needs a 'pattern'", path=relpath, line=spec_line,
                         hint="add 'pattern: \"Answer: (.*)\"'")
     if isinstance(values.get("stop"), str):
         values["stop"] = [values["stop"]]

@@ -52,3 +52,49 @@ def test_concurrent_processes_lose_nothing(tmp_path):
     cache = ResponseCache(directory)
     assert len(cache) == 600
     assert cache.get(cache_key({"worker": 3, "i": 149})) == {"text": "3-149"}
+
+
+def _filled(directory) -> ResponseCache:
+    cache = ResponseCache(directory)
+    for i in range(2000):
+        cache.put(cache_key({"i": i}), {"text": "x" * 200})
+    cache.close()
+    return cache
+
+
+def test_a_cache_overwritten_with_garbage_is_set_aside_and_replaced(tmp_path):
+    store = _filled(tmp_path / "c").path
+    store.write_bytes(b"this is not a database" * 1000)
+    cache = ResponseCache(tmp_path / "c")
+    assert len(cache) == 0  # a fresh store that works
+    cache.put("k", {"text": "y"})
+    assert cache.get("k") == {"text": "y"}
+    (kept,) = tmp_path.joinpath("c").glob("responses.sqlite3.corrupt-*")
+    assert kept.read_bytes().startswith(b"this is not a database")  # kept for inspection
+    assert len(cache.warnings) == 1 and str(kept) in cache.warnings[0] and "fresh cache" in cache.warnings[0]
+
+
+def test_a_truncated_cache_is_set_aside_and_replaced(tmp_path):
+    import sqlite3
+
+    cache = _filled(tmp_path / "c")
+    db = sqlite3.connect(cache.path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    size = cache.path.stat().st_size
+    with open(cache.path, "r+b") as handle:
+        handle.truncate(size // 2 + 100)  # mid-page
+    again = ResponseCache(tmp_path / "c")
+    assert len(again) == 0 and again.warnings and "malformed" in again.warnings[0]
+    assert list(tmp_path.joinpath("c").glob("responses.sqlite3.corrupt-*"))
+
+
+def test_a_cache_directory_that_is_a_file_is_a_clear_error(tmp_path):
+    import pytest
+
+    from lpo_ci.errors import SpecError
+
+    (tmp_path / "cache").write_text("a file")
+    with pytest.raises(SpecError, match="the response cache directory is an existing file") as excinfo:
+        ResponseCache(tmp_path / "cache")
+    assert "--lpo-cache-dir" in excinfo.value.hint

@@ -82,3 +82,16 @@ def test_format_failures_count_as_not_correct():
     verdict = decide(result([C] * 20 + [F] * 20), result([C] * 40).outcomes(), "base", GateRules())
     assert verdict.status == FAIL
     assert result([C, F]).count(F) == 1
+
+
+def test_a_reference_that_pairs_no_example_is_an_error_not_a_pass():
+    head = result([C] * 10)
+    reference = {str(i): E for i in range(10)}  # a stored baseline of failed calls only
+    verdict = decide(head, reference, "baseline", GateRules())
+    assert verdict.status == ERROR and "no example could be paired with the baseline" in verdict.reason
+    assert decide(head, {"other": C}, "baseline", GateRules()).status == ERROR
+
+
+def test_every_call_failed_is_an_error_even_at_max_error_rate_1():
+    verdict = decide(result([E] * 10), None, "none", GateRules(max_error_rate=1.0))
+    assert verdict.status == ERROR and "10 of 10 calls failed" in verdict.reason

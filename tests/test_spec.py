@@ -65,7 +65,7 @@ def test_bad_specs_name_file_and_line(tmp_path, body, line, words):
     with pytest.raises(SpecError) as excinfo:
         read_template(load_settings(root), root / "prompts/t.j2")
     assert excinfo.value.line == line
-    assert str(excinfo.value).startswith(f"{root / 'prompts/t.j2'}:{line}: ")
+    assert str(excinfo.value).startswith(f"prompts/t.j2:{line}: ")  # relative to the project, as reported
     assert words in str(excinfo.value)
     assert excinfo.value.hint
 
@@ -87,3 +87,22 @@ def test_spec_comment_with_whitespace_control_and_inline_yaml(tmp_path):
     root = project(tmp_path, files={"prompts/t.j2": "{#- lpo: {benchmark: multiarith, samples: 3} -#}\n{{ question }}"})
     spec = read_template(load_settings(root), root / "prompts/t.j2").spec
     assert spec.benchmark == "multiarith" and spec.samples == 3
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[tool]\nlpo_ci = 5\n", "'tool.lpo_ci' must be a table"),
+    ("tool = 5\n", None),
+])
+def test_a_malformed_tool_table_is_an_error_or_ignored(tmp_path, text, words):
+    (tmp_path / "pyproject.toml").write_text(text, encoding="utf-8")
+    if words is None:
+        assert load_settings(tmp_path).prompts  # no [tool.lpo_ci]: the defaults
+        return
+    with pytest.raises(SpecError, match=words):
+        load_settings(tmp_path)
+
+
+def test_a_pyproject_that_is_not_utf8_is_an_error(tmp_path):
+    (tmp_path / "pyproject.toml").write_bytes(b"[tool.lpo_ci]\nmodel = \"caf\xe9\"\n")
+    with pytest.raises(SpecError, match="pyproject.toml: not UTF-8"):
+        load_settings(tmp_path)

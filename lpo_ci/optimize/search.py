@@ -352,10 +352,12 @@ class Search:
             return self._finish(result)
         beam = [head]
         self.record_curve(head)
+        proposed = 0
         for round_ in range(o.rounds):
             children = []
             for parent in beam:
                 children += await self.propose(parent, proposers)
+            proposed += len(children)
             children = self.affordable(children)
             if not children:
                 break
@@ -368,9 +370,24 @@ class Search:
         result.dev = {"n": len(self.dev), "head": head.correct() / len(self.dev),
                       "winner": best.correct() / len(self.dev)}
         if best is head:
-            result.reason = "no candidate beat the head on the dev split"
+            result.reason = self._no_winner(proposed)
             return self._finish(result)
         return await self._accept(result, head, best)
+
+    def _no_winner(self, proposed: int) -> str:
+        """Why nothing is suggested: nothing was tried (and why), or nothing won."""
+        tried = sum(1 for step in self.trace if step["rung"] == self.rungs[0])
+        if tried:
+            return f"no candidate beat the head on the dev split ({tried} tried)"
+        if proposed or self.budget.reason_to_stop() is not None:
+            return (f"no candidate was tried: the budget ({self.budget.describe()}) was spent scoring the "
+                    f"head ({self.budget.spent_calls} calls, {self.budget.reserved_calls} kept for the "
+                    f"held-out check)")
+        rejected = sum(self.rejections.values())
+        if rejected:
+            return (f"no candidate was tried: all {rejected} proposals were rejected ("
+                    + ", ".join(f"{why}: {n}" for why, n in sorted(self.rejections.items())) + ")")
+        return "no candidate was tried: no proposer found an edit of the marked tokens"
 
     async def _accept(self, result: OptimizationResult, head: Node, best: Node) -> OptimizationResult:
         from .. import patch
