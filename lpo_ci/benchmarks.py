@@ -185,6 +185,7 @@ def _datasets_rows(what: str, *args: Any, hint: str | None = None,
     """Rows from ``datasets.load_dataset``, its failures turned into a DataError the user can act on."""
     import datasets
 
+    datasets.disable_progress_bars()  # "Generating train split" bars are noise in a test run
     try:
         return datasets.load_dataset(*args, **kwargs).to_list()
     except Exception as exc:  # network, missing config, corrupt file: all mean "no data"

@@ -44,6 +44,7 @@ class CircuitBreaker:
         self.threshold = threshold
         self.in_a_row = 0
         self.error: str | None = None  # the failure that opened the breaker
+        self.why = f"{threshold} connection failures in a row"
         self.short_circuited = 0  # calls failed at once since
 
     def check(self) -> str | None:
@@ -51,7 +52,12 @@ class CircuitBreaker:
         if self.error is None:
             return None
         self.short_circuited += 1
-        return f"{self.error} [not sent: {self.threshold} connection failures in a row]"
+        return f"{self.error} [not sent: {self.why}]"
+
+    def trip(self, error: str, why: str) -> None:
+        """Open at once: a failure every call would meet (a missing or refused key)."""
+        if self.error is None:
+            self.error, self.why = error, why
 
     def record(self, error: BaseException | None, description: str = "") -> None:
         """One attempt's outcome: an answer (``None``), or the exception it raised."""

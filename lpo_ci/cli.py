@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from pathlib import Path
 
 from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE, exit_status
+from .progress import progress_bar
 
 
 def _project_root(start: Path) -> Path:
@@ -17,18 +16,6 @@ def _project_root(start: Path) -> Path:
         if (folder / "pyproject.toml").is_file() or (folder / ".git").exists():
             return folder
     return start
-
-
-@contextlib.contextmanager
-def progress_bar(label: str):
-    """A progress bar on an interactive terminal; None (no output) in CI logs and pipes."""
-    if not sys.stderr.isatty() or os.environ.get("CI"):
-        yield None
-        return
-    from tqdm import tqdm
-
-    with tqdm(desc=label, unit="call", leave=False, dynamic_ncols=True) as bar:
-        yield bar
 
 
 def check_template_path(path: Path) -> None:
@@ -63,26 +50,27 @@ def _display_path(path: Path, root: Path) -> str:
 def _failed_template(error: BaseException, template, path: Path, root: Path) -> dict:
     """Say why a template could not be scored, and return its report entry."""
     from .errors import LpoError, internal_error
-    from .runner import error_entry
+    from .runner import error_entry, line_in
 
     message = str(error) if isinstance(error, LpoError) else f"{internal_error(error)} (please report it)"
     print(f"error: {message}", file=sys.stderr)
-    return error_entry(template.relpath if template else _display_path(path, root),
-                       (template.spec_line if template else None) or getattr(error, "line", None) or 1,
+    relpath = template.relpath if template else _display_path(path, root)
+    return error_entry(relpath, template.spec_line if template else line_in(error, relpath),
                        None, template.spec.model if template else None, message)
 
 
 def _eval(args: argparse.Namespace) -> int:
     """Score every template; one that cannot be scored is an error item, never a stop."""
     from .errors import LpoError
-    from .report import build_report, check_output, terminal_summary, write_json
+    from .report import build_report, capped_note, check_output, terminal_summary, write_json
     from .runner import Session, failure_text
     from .spec import read_template
 
     try:
         check_output(args.report, "--report")
         settings, paths = _open_project(args, args.templates, {
-            "samples": args.samples, "seed": args.seed, "concurrency": args.concurrency,
+            "samples": args.samples, "max_samples": args.max_samples, "seed": args.seed,
+            "concurrency": args.concurrency,
             "api_base": args.api_base, "mode": args.mode})
         session = Session(settings, base_ref=args.base, use_git=not args.no_base, base_option="--base")
     except LpoError as exc:
@@ -108,7 +96,10 @@ def _eval(args: argparse.Namespace) -> int:
             worst = max(worst, EXIT_FAIL if result.status == "fail" else EXIT_ERROR)
         elif result.warnings:
             print("\n".join(f"{result.template}: warning: {w}" for w in result.warnings), file=sys.stderr)
-    print(terminal_summary(items, session.notes()), end="")
+    notes = session.notes()
+    if settings.max_samples is not None:
+        notes += filter(None, [capped_note(items, settings.max_samples, "--max-samples")])
+    print(terminal_summary(items, notes), end="")
     if args.report:
         write_json(args.report, build_report(items, base_rev=session.base_rev, root=settings.root,
                                              reference=session.reference(),
@@ -118,6 +109,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .demo import DEFAULT_EXAMPLE, available_examples
     from .spec import POSITIVE_INT, POSITIVE_NUMBER, SEED
 
     parser = argparse.ArgumentParser(prog="lpo-ci", description=(
@@ -127,50 +119,56 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     ev = commands.add_parser("eval", help="score templates and gate them against their base version",
                              description="Exit status: 0 pass, 1 regression, 2 bad input, 3 evaluation error.")
-    ev.add_argument("templates", nargs="+", help="template files")
-    ev.add_argument("--model", help="litellm model name (overrides [tool.lpo_ci], not the template's spec)")
-    ev.add_argument("--samples", type=POSITIVE_INT, help="examples per template")
-    ev.add_argument("--seed", type=SEED, help="sampling seed")
+    ev.add_argument("templates", nargs="+", metavar="TEMPLATE", help="template files")
+    ev.add_argument("--model", metavar="M", help="litellm model name (overrides [tool.lpo_ci], not the template's spec)")
+    ev.add_argument("--samples", type=POSITIVE_INT, metavar="N",
+                    help="examples per template, for templates whose spec sets none")
+    ev.add_argument("--max-samples", type=POSITIVE_INT, metavar="N",
+                    help="at most N examples per template, whatever its spec says (a quick smoke run)")
+    ev.add_argument("--seed", type=SEED, metavar="N", help="sampling seed")
     ev.add_argument("--mode", choices=["chat", "completion"], help="chat messages or raw text completion")
-    ev.add_argument("--api-base", help="URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp)")
-    ev.add_argument("--concurrency", type=POSITIVE_INT, help="concurrent model calls")
-    ev.add_argument("--base", help="git ref of the base version")
-    ev.add_argument("--no-base", action="store_true", help="do not compare with git; report the head alone")
-    ev.add_argument("--report", help="write the JSON report to this file")
-    ev.add_argument("--cache-dir", help="response cache directory")
-    ev.add_argument("--data-dir", help="local mirror of the benchmark data")
-    ev.add_argument("--root", help="project root (default: nearest folder with pyproject.toml)")
+    ev.add_argument("--api-base", metavar="URL", help="URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp)")
+    ev.add_argument("--concurrency", type=POSITIVE_INT, metavar="N", help="concurrent model calls")
+    base = ev.add_mutually_exclusive_group()
+    base.add_argument("--base", metavar="REF", help="git ref of the base version")
+    base.add_argument("--no-base", action="store_true", help="do not compare with git; report the head alone")
+    ev.add_argument("--report", metavar="FILE", help="write the JSON report to this file")
+    ev.add_argument("--cache-dir", metavar="DIR", help="response cache directory")
+    ev.add_argument("--data-dir", metavar="DIR", help="local mirror of the benchmark data")
+    ev.add_argument("--root", metavar="DIR", help="project root (default: nearest folder with pyproject.toml)")
     ev.set_defaults(handler=_eval)
     op = commands.add_parser("optimize", help="search for a small edit that raises a template's accuracy",
                              description="Bounded Local Prompt Optimization: scores the template (and its base "
                                          "version), then searches edits of the marked tokens within the budget. "
                                          "Exit status: 0 a suggestion, 1 none, 2 bad input, 3 evaluation error.")
-    op.add_argument("template", help="template file")
+    op.add_argument("template", metavar="TEMPLATE", help="template file")
     op.add_argument("--mode", choices=["local", "global"], default="local",
                     help="local: edit only marked tokens (default); global: all literal text")
-    op.add_argument("--budget-calls", type=POSITIVE_INT, default=300, help="model calls (cached calls are free)")
-    op.add_argument("--budget-tokens", type=POSITIVE_INT, help="tokens")
-    op.add_argument("--budget-usd", type=POSITIVE_NUMBER, help="dollars")
-    op.add_argument("--budget-seconds", type=POSITIVE_NUMBER, help="seconds")
-    op.add_argument("--optimizer-model", help="instruction-following model for marks and APE/APO/PE2 "
-                                               "proposals (default: LLM-free edit operators only)")
-    op.add_argument("--rounds", type=POSITIVE_INT, default=3, help="search rounds")
-    op.add_argument("--beam", type=POSITIVE_INT, default=4, help="beam width")
-    op.add_argument("--model", help="task model (overrides [tool.lpo_ci], not the template's spec)")
-    op.add_argument("--base", help="git ref of the base version")
-    op.add_argument("--seed", type=SEED, default=0, help="search seed")
-    op.add_argument("--patch", help="write the suggested patch (git apply) to this file")
-    op.add_argument("--report", help="write the JSON report, with the optimization, to this file")
-    op.add_argument("--cache-dir", help="response cache directory")
-    op.add_argument("--data-dir", help="local mirror of the benchmark data")
-    op.add_argument("--root", help="project root (default: nearest folder with pyproject.toml)")
+    op.add_argument("--budget-calls", type=POSITIVE_INT, default=300, metavar="N",
+                    help="model calls (default 300; cached calls are free)")
+    op.add_argument("--budget-tokens", type=POSITIVE_INT, metavar="N", help="tokens")
+    op.add_argument("--budget-usd", type=POSITIVE_NUMBER, metavar="X", help="dollars")
+    op.add_argument("--budget-seconds", type=POSITIVE_NUMBER, metavar="S", help="seconds")
+    op.add_argument("--optimizer-model", metavar="M", help="instruction-following model for marks and "
+                                                           "APE/APO/PE2 proposals (default: LLM-free edit operators only)")
+    op.add_argument("--rounds", type=POSITIVE_INT, default=3, metavar="N", help="search rounds (default 3)")
+    op.add_argument("--beam", type=POSITIVE_INT, default=4, metavar="N", help="beam width (default 4)")
+    op.add_argument("--model", metavar="M", help="task model (overrides [tool.lpo_ci], not the template's spec)")
+    op.add_argument("--base", metavar="REF", help="git ref of the base version")
+    op.add_argument("--seed", type=SEED, default=0, metavar="N", help="search seed")
+    op.add_argument("--patch", metavar="FILE", help="write the suggested patch (git apply) to this file")
+    op.add_argument("--report", metavar="FILE", help="write the JSON report, with the optimization, to this file")
+    op.add_argument("--cache-dir", metavar="DIR", help="response cache directory")
+    op.add_argument("--data-dir", metavar="DIR", help="local mirror of the benchmark data")
+    op.add_argument("--root", metavar="DIR", help="project root (default: nearest folder with pyproject.toml)")
     op.set_defaults(handler=_optimize)
     demo = commands.add_parser("demo", help="gate a prompt regression end to end on the embedded local model",
                                description="Builds a throwaway git repository from an example project, "
                                            "applies a bad prompt edit as a pull request and runs the gate.")
-    demo.add_argument("--example", default="review-sentiment", help="example project to use")
-    demo.add_argument("--keep", help="build the repository in this folder and keep it")
-    demo.add_argument("--cache-dir", help="response cache directory (default: ~/.cache/lpo-ci/demo-responses)")
+    demo.add_argument("--example", default=DEFAULT_EXAMPLE, metavar="NAME",
+                      help=f"example project: {', '.join(available_examples())} (default: {DEFAULT_EXAMPLE})")
+    demo.add_argument("--keep", metavar="DIR", help="build the repository in this folder and keep it")
+    demo.add_argument("--cache-dir", metavar="DIR", help="response cache directory (default: ~/.cache/lpo-ci/demo-responses)")
     demo.set_defaults(handler=_demo)
     github = commands.add_parser("github", help="publish a report on GitHub").add_subparsers(
         dest="github_command", required=True)
@@ -179,19 +177,46 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reads GITHUB_TOKEN, GITHUB_REPOSITORY, GITHUB_EVENT_PATH and GITHUB_API_URL as a GitHub "
                     "Actions runner sets them. Posting is best effort; the exit status is the report's "
                     "verdict: 0 pass, 1 regression, 2 bad input, 3 evaluation error.")
-    pub.add_argument("--report", required=True, help="the JSON report (--lpo-report or lpo-ci eval --report)")
-    pub.add_argument("--patch", help="write the suggested fixes as one patch (git apply) to this file")
+    pub.add_argument("--report", required=True, metavar="FILE", help="the JSON report (--lpo-report or lpo-ci eval --report)")
+    pub.add_argument("--patch", metavar="FILE", help="write the suggested fixes as one patch (git apply) to this file")
     pub.add_argument("--no-comment", dest="comment", action="store_false", help="do not post the sticky comment")
     pub.add_argument("--no-suggestions", dest="suggestions", action="store_false",
                      help="do not post review suggestions")
-    pub.add_argument("--repo", help="owner/name (default: $GITHUB_REPOSITORY)")
-    pub.add_argument("--pr", type=int, help="pull request number (default: from the event); the PR's head "
+    pub.add_argument("--repo", metavar="OWNER/NAME", help="owner/name (default: $GITHUB_REPOSITORY)")
+    pub.add_argument("--pr", type=int, metavar="N", help="pull request number (default: from the event); the PR's head "
                                             "must then be --head-sha (default: the workflow_run's head)")
-    pub.add_argument("--head-sha", help="the commit that was evaluated")
-    pub.add_argument("--api-url", help="GitHub API URL (default: $GITHUB_API_URL, else api.github.com)")
-    pub.add_argument("--pytest-exit-code", type=int, help="exit status of the pytest run that wrote the report")
+    pub.add_argument("--head-sha", metavar="SHA", help="the commit that was evaluated")
+    pub.add_argument("--api-url", metavar="URL", help="GitHub API URL (default: $GITHUB_API_URL, else api.github.com)")
+    pub.add_argument("--pytest-exit-code", type=int, metavar="N", help="exit status of the pytest run that wrote the report")
     pub.set_defaults(handler=_github_publish)
     return parser
+
+
+def synopsis(parser: argparse.ArgumentParser) -> str:
+    """A subcommand's usage line as the README prints it, generated from its parser
+    (``lpo-ci eval TEMPLATE... [--model MODEL] [--base REF | --no-base] ...``)."""
+    exclusive = {id(a): group for group in parser._mutually_exclusive_groups for a in group._group_actions}
+    parts, done = [parser.prog], set()
+
+    def word(action) -> str:
+        if not action.option_strings:
+            name = action.metavar or action.dest.upper()
+            return f"{name}..." if action.nargs in ("+", "*") else name
+        flag = action.option_strings[-1] if action.option_strings[-1].startswith("--") else action.option_strings[0]
+        if action.nargs == 0:
+            return flag
+        value = action.metavar or ("|".join(action.choices) if action.choices else action.dest.upper())
+        return f"{flag} {value}"
+
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or id(action) in done:
+            continue
+        group = exclusive.get(id(action))
+        members = group._group_actions if group is not None else [action]
+        done.update(id(a) for a in members)
+        text = " | ".join(word(a) for a in members)
+        parts.append(text if (action.required or not action.option_strings) else f"[{text}]")
+    return " ".join(parts)
 
 
 def _github_publish(args: argparse.Namespace) -> int:

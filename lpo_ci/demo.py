@@ -23,6 +23,12 @@ def examples_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "examples"
 
 
+def available_examples() -> list[str]:
+    """The shipped example projects that have a demo scenario (a ``demo-pr.patch``)."""
+    folder = examples_dir()
+    return sorted(p.name for p in folder.iterdir() if (p / PATCH_NAME).is_file()) if folder.is_dir() else []
+
+
 def default_cache_dir() -> Path:
     """Responses outlive the throwaway repository, so a second demo is instant."""
     import os
@@ -45,19 +51,17 @@ def _say(text: str = "") -> None:
 
 
 def run_demo(example: str = DEFAULT_EXAMPLE, keep: Path | None = None, cache_dir: Path | None = None) -> int:
-    from .cli import progress_bar
+    from .progress import progress_bar
     from .errors import LpoError
     from .report import terminal_summary
     from .optimize import OptimizeOptions
     from .runner import Session, failure_text, optimization_text
     from .spec import discover, load_settings, read_template
 
+    if example not in available_examples():
+        raise LpoError(f"no demo example named '{example}'",
+                       hint="choose one of: " + (", ".join(available_examples()) or "(none found)"))
     source = examples_dir() / example
-    if not (source / PATCH_NAME).is_file():
-        available = sorted(p.name for p in examples_dir().iterdir() if (p / PATCH_NAME).is_file()) \
-            if examples_dir().is_dir() else []
-        raise LpoError(f"no demo example named '{example}'", path=source,
-                       hint="choose one of: " + (", ".join(available) or "(none found)"))
     workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="lpo-ci-demo-"))
     repo = workdir / example
     if repo.exists():

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field, asdict
@@ -49,6 +50,32 @@ def import_litellm():
     litellm.telemetry = False
     register(litellm)
     return litellm
+
+
+async def closing_clients(awaitable):
+    """Await ``awaitable`` on this event loop, then close the HTTP clients litellm cached for
+    it. Some litellm paths (text completion) open an aiohttp session per call and drop it
+    unclosed: the loop's handler keeps aiohttp's "Unclosed client session" and "Unclosed
+    connector" reports of those off the terminal; other loop errors are reported as usual."""
+    loop = asyncio.get_running_loop()
+
+    def handler(loop, context):
+        if str(context.get("message", "")).startswith("Unclosed ") and \
+                ("client_session" in context or "connector" in context):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    try:
+        return await awaitable
+    finally:
+        if "litellm" in sys.modules:
+            try:
+                from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+                await close_litellm_async_clients()
+            except Exception:  # noqa: BLE001 - tidying up must never fail a run
+                pass
 
 
 @dataclass(frozen=True)
@@ -169,11 +196,43 @@ def _price_unmapped_model(litellm, model: str, mode: str) -> None:
         pass
     try:
         provider = litellm.get_llm_provider(model=model)[1]
+        # every price named, cache prices too: else litellm warns about them on each registration
         litellm.register_model({model: {"litellm_provider": provider, "mode": mode,
-                                        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}},
+                                        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+                                        "cache_creation_input_token_cost": 0.0,
+                                        "cache_read_input_token_cost": 0.0}},
                                add_to_provider_model_sets=False)
     except Exception:  # noqa: BLE001 - only a speed-up: never fail a call over it
         pass
+
+
+# What providers say when the key or account is missing or refused, whatever the exception
+# class (litellm raises a missing OpenAI key as a 500 InternalServerError, Gemini's as an
+# APIConnectionError): retrying cannot help.
+_MISSING_KEY = re.compile(r"missing credentials|missing [\w ]{0,20}api[ _]key|api_key client option must be set"
+                          r"|no api[ _]key|api[ _]key (?:is )?(?:not set|missing|required)|invalid api[ _]key",
+                          re.IGNORECASE)
+
+
+def _is_configuration_error(litellm, exc: BaseException) -> bool:
+    """A missing or refused key (or account): the same for every call, so never retried."""
+    refused = tuple(getattr(litellm, name) for name in ("AuthenticationError", "PermissionDeniedError")
+                    if hasattr(litellm, name))
+    return isinstance(exc, refused) or getattr(exc, "status_code", None) in (401, 403) \
+        or bool(_MISSING_KEY.search(str(exc)))
+
+
+def _configuration_message(litellm, exc: BaseException, params: "ModelParams") -> str:
+    """The provider's message, and the environment variable that would fix it."""
+    if params.api_base:
+        return f"{_describe(exc)} (set LPO_CI_API_KEY to the key {params.api_base} expects)"
+    try:
+        missing = litellm.validate_environment(model=params.model).get("missing_keys") or []
+    except Exception:  # noqa: BLE001 - only a hint
+        missing = []
+    if missing:
+        return f"{_describe(exc)} (set {' or '.join(missing)} for {params.model})"
+    return f"{_describe(exc)} (check the key and account for {params.model})"
 
 
 def _describe(exc: BaseException) -> str:
@@ -249,6 +308,11 @@ class ModelClient:
             try:
                 response = await self._call(litellm, prompt)
             except Exception as exc:  # noqa: BLE001 - every provider failure is reported, not raised
+                if _is_configuration_error(litellm, exc):  # the next call would fail alike: stop them all
+                    message = _configuration_message(litellm, exc, self.params)
+                    self.breaker.trip(message, "the provider refused the configuration")
+                    return Completion(text=None, error=message, attempts=attempt,
+                                      latency=time.perf_counter() - started)
                 self.breaker.record(exc, _describe(exc))
                 if attempt <= self.retries and _is_transient(litellm, exc):
                     wait = _retry_after(exc)

@@ -15,46 +15,89 @@ import pytest
 REPORT_KEY = "lpo_ci"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+# The options, in the order --help lists them: (flag, argparse keywords). Every one but a
+# switch takes a value; the README's option table is tested against this list.
+def _options() -> list[tuple[str, dict]]:
     from .spec import POSITIVE_INT, POSITIVE_NUMBER, SEED
 
+    return [
+        ("--lpo", dict(action="store_true", default=None,
+                       help="collect prompt templates as test items and score them "
+                            "(implied by every other --lpo-* option)")),
+        ("--lpo-only", dict(action="store_true", default=None,
+                            help="collect only prompt templates (skip the project's other tests)")),
+        ("--lpo-prompts", dict(action="append", metavar="GLOB",
+                               help="template glob, relative to the project root (repeatable; "
+                                    "overrides [tool.lpo_ci] prompts)")),
+        ("--lpo-base", dict(metavar="REF", help="git ref of the base version (default: the PR's base in "
+                                                "GitHub Actions, else the merge-base with the default branch)")),
+        ("--lpo-update-baseline", dict(action="store_true", default=None,
+                                       help="write the stored baseline from this run (regressions do not fail)")),
+        ("--lpo-report", dict(metavar="FILE", help="write the JSON report to FILE")),
+        ("--lpo-model", dict(metavar="MODEL", help="litellm model for templates that name none")),
+        ("--lpo-samples", dict(type=POSITIVE_INT, metavar="N",
+                               help="examples per template, for templates whose spec sets none")),
+        ("--lpo-max-samples", dict(type=POSITIVE_INT, metavar="N",
+                                   help="at most N examples per template, whatever its spec says "
+                                        "(a quick smoke run)")),
+        ("--lpo-seed", dict(type=SEED, metavar="SEED", help="sampling seed")),
+        ("--lpo-concurrency", dict(type=POSITIVE_INT, metavar="N", help="concurrent model calls")),
+        ("--lpo-cache-dir", dict(metavar="DIR", help="response cache directory")),
+        ("--lpo-data-dir", dict(metavar="DIR", help="local mirror of the benchmark data "
+                                                    "(default: $LPO_CI_DATA_DIR, else the hub)")),
+        ("--lpo-optimize", dict(action="store_true", default=None,
+                                help="after the gate, run a bounded LPO search on each failing template "
+                                     "and report the suggested patch")),
+        ("--lpo-optimize-mode", dict(choices=["local", "global"], metavar="local|global",
+                                     help="local: edit only marked tokens (default); global: all literal text")),
+        ("--lpo-budget-calls", dict(type=POSITIVE_INT, metavar="N",
+                                    help=f"model calls per optimized template (default {BUDGET_CALLS}; "
+                                         f"cached calls are free)")),
+        ("--lpo-budget-tokens", dict(type=POSITIVE_INT, metavar="N", help="tokens per optimized template")),
+        ("--lpo-budget-usd", dict(type=POSITIVE_NUMBER, metavar="X", help="dollars per optimized template")),
+        ("--lpo-budget-seconds", dict(type=POSITIVE_NUMBER, metavar="S", help="seconds per optimized template")),
+        ("--lpo-optimizer-model", dict(metavar="MODEL", help="instruction-following model for the optimizer "
+                                                             "(default: LLM-free operators)")),
+    ]
+
+
+BUDGET_CALLS = 300
+OPTIMIZE_MODE = "local"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lpo-ci", "prompt template tests (lpo-ci)")
-    group.addoption("--lpo", action="store_true", default=None,
-                    help="collect prompt templates as test items and score them")
-    group.addoption("--lpo-only", action="store_true", default=False,
-                    help="collect only prompt templates (skip the project's other tests)")
-    group.addoption("--lpo-prompts", action="append", metavar="GLOB",
-                    help="template glob, relative to the project root (repeatable; overrides [tool.lpo_ci] prompts)")
-    group.addoption("--lpo-base", metavar="REF",
-                    help="git ref of the base version (default: the PR's base in GitHub Actions, "
-                         "else the merge-base with the default branch)")
-    group.addoption("--lpo-update-baseline", action="store_true", default=False,
-                    help="write the stored baseline from this run (regressions do not fail)")
-    group.addoption("--lpo-report", metavar="FILE", help="write the JSON report to FILE")
-    group.addoption("--lpo-model", metavar="MODEL", help="litellm model for templates that name none")
-    group.addoption("--lpo-samples", type=POSITIVE_INT, metavar="N", help="examples per template")
-    group.addoption("--lpo-seed", type=SEED, metavar="SEED", help="sampling seed")
-    group.addoption("--lpo-concurrency", type=POSITIVE_INT, metavar="N", help="concurrent model calls")
-    group.addoption("--lpo-cache-dir", metavar="DIR", help="response cache directory")
-    group.addoption("--lpo-optimize", action="store_true", default=False,
-                    help="after the gate, run a bounded LPO search on each failing template "
-                         "and report the suggested patch")
-    group.addoption("--lpo-optimize-mode", choices=["local", "global"], default="local",
-                    help="local: edit only marked tokens (default); global: all literal text")
-    group.addoption("--lpo-budget-calls", type=POSITIVE_INT, default=300, metavar="N",
-                    help="model calls per optimized template (cached calls are free)")
-    group.addoption("--lpo-budget-tokens", type=POSITIVE_INT, metavar="N", help="tokens per optimized template")
-    group.addoption("--lpo-budget-usd", type=POSITIVE_NUMBER, metavar="X", help="dollars per optimized template")
-    group.addoption("--lpo-budget-seconds", type=POSITIVE_NUMBER, metavar="S", help="seconds per optimized template")
-    group.addoption("--lpo-optimizer-model", metavar="MODEL",
-                    help="instruction-following model for the optimizer (default: LLM-free operators)")
-    group.addoption("--lpo-data-dir", metavar="DIR",
-                    help="local mirror of the benchmark data (default: $LPO_CI_DATA_DIR, else the hub)")
+    for flag, keywords in _options():
+        group.addoption(flag, **keywords)
+
+
+def value_options() -> list[str]:
+    """The options that take a value (``--lpo-data-dir DIR``)."""
+    return [flag for flag, keywords in _options() if keywords.get("action") != "store_true"]
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _option_given(config: pytest.Config) -> bool:
+    """Any --lpo-* option: each implies --lpo (``pytest --lpo-only`` means what it says)."""
+    return any(config.getoption(_dest(flag)) not in (None, False) for flag, _ in _options())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser, args) -> None:
+    """Stop before pytest runs the wrong project (see ``options.misread_values``)."""
+    from .options import misread_values
+
+    problem = misread_values(early_config, value_options())
+    if problem:
+        raise pytest.UsageError(problem)
 
 
 def _wants_lpo(config: pytest.Config) -> bool:
-    """--lpo, or ``lpo = true`` in [tool.lpo_ci]; cheap when the table is absent."""
-    if config.getoption("lpo"):
+    """--lpo (or any --lpo-* option), or ``lpo = true`` in [tool.lpo_ci]; cheap when the table is absent."""
+    if _option_given(config):
         return True
     pyproject = Path(str(config.rootpath)) / "pyproject.toml"
     try:
@@ -75,10 +118,15 @@ def _wants_lpo(config: pytest.Config) -> bool:
 
 
 def _overrides(config: pytest.Config) -> dict:
+    def path(name: str) -> str | None:  # typed relative to where pytest was started
+        value = config.getoption(name)
+        return str(Path(config.invocation_params.dir, value)) if value else None
+
     return {
         "model": config.getoption("lpo_model"), "samples": config.getoption("lpo_samples"),
+        "max_samples": config.getoption("lpo_max_samples"),
         "seed": config.getoption("lpo_seed"), "concurrency": config.getoption("lpo_concurrency"),
-        "cache_dir": config.getoption("lpo_cache_dir"), "data_dir": config.getoption("lpo_data_dir"),
+        "cache_dir": path("lpo_cache_dir"), "data_dir": path("lpo_data_dir"),
         "prompts": config.getoption("lpo_prompts"),
     }
 
@@ -96,9 +144,12 @@ class LpoPlugin:
         check_output(Path(config.invocation_params.dir) / report if report else None, "--lpo-report")
         self.settings = load_settings(Path(str(config.rootpath)), _overrides(config))
         self.session = Session(self.settings, base_ref=config.getoption("lpo_base"))
-        self.update_baseline = config.getoption("lpo_update_baseline")
+        self.update_baseline = bool(config.getoption("lpo_update_baseline"))
         self.results: dict[str, dict] = {}
-        self.collected: set[Path] = set()  # real files collected, so a symbolic link adds no duplicate
+        # real file -> the path it was collected under, so a symbolic link adds no duplicate
+        # (pytest may collect a folder again, for a second file argument in it)
+        self.collected: dict[Path, Path] = {}
+        self._included: set[str] | None = None
 
     @property
     def is_controller(self) -> bool:
@@ -114,20 +165,49 @@ class LpoPlugin:
         if config.getoption("lpo_only") and collection_path.is_file():
             from .spec import matches
 
-            return None if matches(self.settings, collection_path) else True
+            return None if matches(self.settings, collection_path) and not \
+                self.is_shared_partial(collection_path) else True
         return None
+
+    def included(self) -> set[str]:
+        """Project paths the templates include, import or extend (read once, on first need)."""
+        if self._included is None:
+            from .discovery import discover
+            from .includes import referenced_files
+
+            sources = {}
+            for path in discover(self.settings):
+                try:
+                    sources[path.relative_to(self.settings.root).as_posix()] = path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError, ValueError):
+                    continue
+            self._included = referenced_files(self.settings.root, sources, self.settings.search_path)
+        return self._included
+
+    def is_shared_partial(self, file_path: Path) -> bool:
+        """A file without a spec that other templates include: a partial, not a test subject."""
+        from .spec import split_spec_comment
+
+        rel = file_path.resolve().relative_to(self.settings.root).as_posix() \
+            if file_path.resolve().is_relative_to(self.settings.root) else None
+        if rel is None or rel in self.settings.template_tables:
+            return False
+        try:
+            source = file_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return False
+        return split_spec_comment(source)[0] is None and rel in self.included()
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         from .spec import matches
 
-        if not matches(self.settings, file_path):
+        if not matches(self.settings, file_path) or self.is_shared_partial(file_path):
             return None
         real = file_path.resolve()
         if file_path.is_symlink() and real.is_relative_to(self.settings.root):
             return None  # a link to a template of the project: collected under its own name
-        if real in self.collected:
+        if self.collected.setdefault(real, file_path) != file_path:
             return None
-        self.collected.add(real)
         return PromptFile.from_parent(parent, path=file_path)
 
     @pytest.hookimpl(wrapper=True)
@@ -183,11 +263,14 @@ class LpoPlugin:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.is_controller or not self.results:
             return
-        from .report import terminal_summary
+        from .report import capped_note, terminal_summary
 
         notes = self.session.notes()
         if self.update_baseline and self.settings.baseline:
             notes.append(f"baseline written to {self.settings.baseline}")
+        if self.settings.max_samples is not None:
+            notes += filter(None, [capped_note(list(self.results.values()), self.settings.max_samples,
+                                               "--lpo-max-samples")])
         terminalreporter.write_sep("=", "lpo-ci summary")
         terminalreporter.write_line(terminal_summary(list(self.results.values()), notes).rstrip("\n"))
 
@@ -212,18 +295,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _add_prompt_dirs_to_testpaths(config: pytest.Config, settings) -> None:
-    """With ``testpaths`` (e.g. ``tests``) pytest would never visit ``prompts/``: add it."""
+    """With ``testpaths`` (e.g. ``tests``) pytest would never visit the prompt folders: add
+    the folders holding templates that no test path covers."""
     if config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
         return
-    for pattern in settings.prompts:
-        head = []
-        for part in Path(pattern).parts:
-            if any(ch in part for ch in "*?["):
-                break
-            head.append(part)
-        directory = settings.root.joinpath(*head) if head else settings.root
-        if directory.is_dir() and str(directory) not in config.args:
-            config.args.append(str(directory))
+    from .discovery import template_folders
+
+    covered = [Path(config.invocation_params.dir, arg).resolve() for arg in config.args]
+    for folder in template_folders(settings):
+        if not any(folder == c or c in folder.parents for c in covered):
+            config.args.append(str(folder))
 
 
 class RegressionFailure(Exception):
@@ -247,7 +328,6 @@ class PromptFile(pytest.File):
     """
 
     def collect(self):
-        from .errors import LpoError
         from .render import compile_template
         from .runner import data_label
         from .spec import read_template
@@ -257,7 +337,7 @@ class PromptFile(pytest.File):
         try:
             template = read_template(plugin.settings, self.path)
             compile_template(template.source, template.relpath)
-        except LpoError as exc:
+        except Exception as exc:  # noqa: BLE001 - one broken template never interrupts the run
             name = data_label(template.spec) if template is not None else "invalid-spec"
             yield PromptItem.from_parent(self, name=name, template=template, error=exc)
             return
@@ -294,16 +374,21 @@ class PromptItem(pytest.Item):
 
     @property
     def line(self) -> int:
+        """The line in the template file (an error located in pyproject.toml says so itself)."""
         if self.template is not None:
             return self.template.spec_line
-        return getattr(self.error, "line", None) or 1
+        from .runner import line_in
+
+        return line_in(self.error, self.relpath)
 
     def setup(self) -> None:
+        from .progress import item_progress
         from .runner import raise_for_error
 
         if self.error is not None:
             raise self.error
-        self.result = self.plugin.session.run(self.template)
+        with item_progress(self.config) as progress:
+            self.result = self.plugin.session.run(self.template, progress)
         raise_for_error(self.result)
 
     def runtest(self) -> None:
@@ -317,11 +402,14 @@ class PromptItem(pytest.Item):
 
         option = self.config.getoption
         options = OptimizeOptions(
-            mode=option("lpo_optimize_mode"), optimizer_model=option("lpo_optimizer_model"),
+            mode=option("lpo_optimize_mode") or OPTIMIZE_MODE, optimizer_model=option("lpo_optimizer_model"),
             seed=self.template.spec.seed,
-            budget=Budget(calls=option("lpo_budget_calls"), tokens=option("lpo_budget_tokens"),
+            budget=Budget(calls=option("lpo_budget_calls") or BUDGET_CALLS, tokens=option("lpo_budget_tokens"),
                           usd=option("lpo_budget_usd"), seconds=option("lpo_budget_seconds")))
-        self.optimization = self.plugin.session.optimize(self.template, self.result, options).to_dict()
+        from .progress import item_progress
+
+        with item_progress(self.config, f"LPO search, budget {options.budget.describe()}"):
+            self.optimization = self.plugin.session.optimize(self.template, self.result, options).to_dict()
 
     def failure_text(self) -> str:
         from .runner import failure_text, optimization_text

@@ -21,8 +21,6 @@ from .errors import SpecError
 # Results a template expression may build: a prompt is text, not a memory or CPU bomb.
 MAX_SEQUENCE_LENGTH = 1_000_000  # characters or items from '*'
 MAX_INTEGER_BITS = 65_536  # from '*' or '**' on integers
-NO_LOADER_HINT = ("lpo-ci renders each template on its own: inline the included text, "
-                  "or render the file's parts into one template")
 
 
 @lru_cache(maxsize=1)
@@ -57,16 +55,21 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def environment():
+def environment(loader=None):
     """The sandboxed environment, with Jinja's default whitespace rules.
 
     Those defaults (a single trailing newline dropped) are what an application
     that renders the file with plain Jinja2 gets, so the prompt scored is the
-    prompt shipped.
+    prompt shipped. ``loader`` (an ``includes.ProjectLoader``) serves
+    ``{% include %}``, ``{% import %}`` and ``{% extends %}``; without one they are errors.
     """
     from jinja2 import StrictUndefined
 
-    return _sandbox_class()(undefined=StrictUndefined, autoescape=False)
+    return _sandbox_class()(undefined=StrictUndefined, autoescape=False, loader=loader)
+
+
+class IncludeError(SpecError):
+    """A file the template includes, imports or extends cannot be found or read."""
 
 
 @dataclass
@@ -76,6 +79,7 @@ class PromptTemplate:
     source: str
     label: str
     template: Any
+    loader: Any = None  # the includes.ProjectLoader, whose ``loaded`` lists the files read
 
     @cached_property
     def variables(self) -> set[str]:
@@ -85,25 +89,48 @@ class PromptTemplate:
         return set(meta.find_undeclared_variables(environment().parse(self.source)))
 
     def render(self, variables: dict[str, Any]) -> str:
-        """Render for one example; any failure is a SpecError naming the template line."""
-        from jinja2 import TemplateError, UndefinedError
+        """Render for one example; any failure is a SpecError naming the template line
+        (the line of an included file when the failure is in it)."""
+        from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError
+
+        from .errors import LpoError
 
         try:
             return self.template.render(**variables)
+        except LpoError:  # an included file that cannot be read says so itself
+            raise
         except Exception as exc:  # noqa: BLE001 - a template can fail in any way; none may escape raw
-            line = _template_line(exc, self.label)
+            labels = {self.label} | ({self.loader.label(p) for p in self.loader.loaded} if self.loader else set())
+            label, line = _template_location(exc, self.label, labels)
+            exc_note = f" (included by {self.label})" if label != self.label else ""
             missing = sorted(self.variables - set(variables))
+            if isinstance(exc, TemplateSyntaxError):  # in an included file, as it was loaded
+                raise IncludeError(f"Jinja syntax error: {exc.message} (included by {self.label})",
+                                path=exc.filename or label, line=exc.lineno, hint="fix the template syntax") from None
+            if isinstance(exc, TemplateNotFound):
+                raise IncludeError(f"cannot render the template: {_not_found(exc, self.loader)}{exc_note}",
+                                   path=label, line=line, hint=INCLUDE_HINT) from None
             if isinstance(exc, UndefinedError) and missing:
                 hint = (f"the data provides {', '.join(sorted(variables)) or 'no variables'}; "
                         f"the template also reads {', '.join(missing)}")
-            elif isinstance(exc, TypeError) and "no loader" in str(exc):
-                raise SpecError("cannot render the template: {% include %}, {% import %} and {% extends %} "
-                                "are not supported", path=self.label, line=line, hint=NO_LOADER_HINT) from None
             else:
                 hint = "fix the template expression on that line"
             message = (exc.message or str(exc)) if isinstance(exc, TemplateError) else _describe(exc)
-            raise SpecError(f"cannot render the template: {message}", path=self.label, line=line,
+            raise SpecError(f"cannot render the template: {message}{exc_note}", path=label, line=line,
                             hint=hint) from None
+
+
+INCLUDE_HINT = ("names resolve in the template's folder, then each folder above it up to the project root "
+                "(or in search_path under [tool.lpo_ci]); files outside the project are never read")
+
+
+def _not_found(exc, loader) -> str:
+    """What TemplateNotFound means here: no loader, a name refused, or not in the folders searched."""
+    if loader is None:
+        return f"{{% include %}}, {{% import %}} and {{% extends %}} need the project's files ({exc.name!r})"
+    if exc.message and exc.message != exc.name:
+        return exc.message
+    return f"{exc.name!r} is not a file inside the project"
 
 
 def _describe(exc: BaseException) -> str:
@@ -114,27 +141,30 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
-def _template_line(exc: BaseException, label: str) -> int | None:
-    """The template line where rendering failed, from Jinja's rewritten traceback."""
-    line = None
+def _template_location(exc: BaseException, label: str, labels: set[str]) -> tuple[str, int | None]:
+    """The innermost template file (``label`` or an included one) and line where rendering
+    failed, from Jinja's rewritten traceback."""
+    where: tuple[str, int | None] = (label, None)
     tb = exc.__traceback__ or sys.exc_info()[2]
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == label:
-            line = tb.tb_lineno
+        if tb.tb_frame.f_code.co_filename in labels:
+            where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
         tb = tb.tb_next
-    return line or getattr(exc, "lineno", None)
+    if where[1] is None:
+        where = (getattr(exc, "filename", None) or label, getattr(exc, "lineno", None))
+    return where
 
 
-def compile_template(source: str, label: str | Path) -> PromptTemplate:
+def compile_template(source: str, label: str | Path, loader=None) -> PromptTemplate:
     """Compile ``source``; any failure becomes a SpecError (at its line when Jinja knows it).
 
     The label is the compiled code's file name, so render errors can be traced
-    back to a template line.
+    back to a template line. ``loader`` serves the files it includes (see ``includes``).
     """
     from jinja2 import TemplateSyntaxError
 
     label = str(label)
-    env = environment()
+    env = environment(loader)
     try:
         code = env.compile(source, name=label, filename=label)
         template = env.template_class.from_code(env, code, env.make_globals(None), None)
@@ -144,7 +174,7 @@ def compile_template(source: str, label: str | Path) -> PromptTemplate:
     except Exception as exc:  # noqa: BLE001 - e.g. RecursionError on absurd nesting
         raise SpecError(f"cannot compile the template: {_describe(exc)}", path=label,
                         hint="simplify the template") from None
-    return PromptTemplate(source=source, label=label, template=template)
+    return PromptTemplate(source=source, label=label, template=template, loader=loader)
 
 
 def distinct_prompts(template: PromptTemplate, examples: list) -> list[str]:

@@ -23,14 +23,25 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+STORED = " (stored)"  # marks a base accuracy read from the stored baseline, not from git
+PLAIN_REASONS = ("no significant drop", "template unchanged from the base version")
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def row_cells(item: dict[str, Any]) -> list[str]:
     usage = item.get("usage") or {}
     head = item.get("head") or {}
     delta = item.get("delta")
     p = item.get("p_value")
+    base = _pct(item.get("base_accuracy"))
+    if item.get("reference") == "baseline" and item.get("base_accuracy") is not None:
+        base += STORED
     return [
         item["template"], item.get("data") or "-", str(head.get("n", "-")),
-        _pct(item.get("base_accuracy")), _pct(item.get("head_accuracy")),
+        base, _pct(item.get("head_accuracy")),
         "-" if delta is None else f"{delta:+.1%}", "-" if p is None else f"{p:.3g}",
         item["status"].upper(), str(usage.get("calls", 0)), str(usage.get("cache_hits", 0)),
         str(usage.get("tokens", 0)), f"${usage.get('cost', 0.0):.4f}", f"{item.get('seconds', 0.0):.1f}",
@@ -57,9 +68,35 @@ def totals(items: list[dict[str, Any]]) -> dict[str, Any]:
     usage = {k: sum((i.get("usage") or {}).get(k, 0) for i in items) for k in keys}
     usage["cost"] = round(usage["cost"], 6)
     status = [i["status"] for i in items]
+    spent = [((i.get("optimization") or {}).get("budget") or {}).get("spent") or {} for i in items]
+    optimization = {k: sum(s.get(k, 0) for s in spent) for k in ("calls", "tokens", "usd", "seconds")}
+    optimization["usd"] = round(optimization["usd"], 6)
+    optimization["seconds"] = round(optimization["seconds"], 3)
     return {"templates": len(items), "passed": status.count("pass"), "failed": status.count("fail"),
-            "errors": status.count("error"), "usage": usage,
+            "errors": status.count("error"), "usage": usage, "optimization": optimization,
             "seconds": round(sum(i.get("seconds", 0.0) for i in items), 3)}
+
+
+def reason_lines(items: list[dict[str, Any]]) -> list[str]:
+    """Under the table, the reason of each verdict that says more than "no significant drop":
+    a drop that is not significant, the rule a failure broke, no reference. (An error's
+    reason is its own section above, with its hint.)"""
+    lines = []
+    for item in items:
+        reason = (item.get("reason") or "").strip().splitlines()
+        if item["status"] != "error" and reason and reason[0] not in PLAIN_REASONS:
+            status = "passed" if item["status"] == "pass" else "FAILED"
+            lines.append(f"{item['template']}: {status}: {reason[0]}")
+    return lines
+
+
+def capped_note(items: list[dict[str, Any]], cap: int, option: str) -> str | None:
+    """The line saying a run was capped by ``option`` (None when no template asked for more)."""
+    capped = [f"{i['template']} {i['samples_asked']}" for i in items if i.get("samples_asked")]
+    if not capped:
+        return None
+    return (f"samples capped at {cap} by {option}: {plural(len(capped), 'template')} asked for more "
+            f"({', '.join(capped[:5])}{', ...' if len(capped) > 5 else ''}); a smoke run, not the gate's sample")
 
 
 def terminal_summary(items: list[dict[str, Any]], notes: list[str] | None = None) -> str:
@@ -85,10 +122,17 @@ def terminal_summary(items: list[dict[str, Any]], notes: list[str] | None = None
                          "set model = \"provider/name\" under [tool.lpo_ci] to use another")
         else:
             notes.append(f"model: {model}")
-    notes.append(f"{run['templates']} templates: {run['passed']} passed, {run['failed']} failed, "
-                 f"{run['errors']} errors; {usage['calls']} calls, {usage['cache_hits']} cache hits, "
-                 f"{usage['tokens']} tokens, ${usage['cost']:.4f}")
-    return render_resource("report/terminal.txt.j2", rows=table(items), notes=notes)
+    if any(item.get("reference") == "baseline" and item.get("base_accuracy") is not None for item in items):
+        notes.append(f"base{STORED}: the stored baseline (--lpo-update-baseline), for templates without a git base")
+    spend = (f"{plural(usage['calls'], 'call')}, {plural(usage['cache_hits'], 'cache hit')}, "
+             f"{usage['tokens']} tokens, ${usage['cost']:.4f}")
+    lpo = run["optimization"]
+    if lpo["calls"] or lpo["tokens"]:
+        spend = (f"gate: {spend}; LPO search: {plural(lpo['calls'], 'call')}, {lpo['tokens']} tokens, "
+                 f"${lpo['usd']:.4f}")
+    notes.append(f"{plural(run['templates'], 'template')}: {run['passed']} passed, {run['failed']} failed, "
+                 f"{plural(run['errors'], 'error')}; {spend}")
+    return render_resource("report/terminal.txt.j2", rows=table(items), reasons=reason_lines(items), notes=notes)
 
 
 def build_report(items: list[dict[str, Any]], *, base_rev: str | None = None, root: Path | None = None,

@@ -13,15 +13,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import reference, vcs
+from . import includes, reference, vcs
 from .baseline import Baseline
 from .breaker import CircuitBreaker
 from .cache import ResponseCache
 from .errors import EvaluationError, SpecError
 from .evaluate import EvalResult, evaluate
-from .gate import ERROR, NO_REFERENCE, GateRules, Verdict, decide
-from .llm import ModelClient, ModelParams, Usage
-from .render import compile_template, distinct_prompts
+from .gate import ERROR, FAIL, NO_REFERENCE, GateRules, Verdict, decide
+from .llm import ModelClient, ModelParams, Usage, closing_clients
+from .render import IncludeError, compile_template, distinct_prompts
 from .spec import Settings, TemplateFile, TestSpec
 
 FLIPS_SHOWN = 3
@@ -79,6 +79,10 @@ class ItemReport:
     base_source: str | None = None  # the base version's text, for the optimizer
     renamed_from: str | None = None  # the path the reference was recorded under, when renamed since
     warnings: list[str] = field(default_factory=list)  # what makes the verdict less sure than it looks
+    through: list[str] = field(default_factory=list)  # included files whose text differs from the base
+    samples_asked: int | None = None  # the spec's samples, when a --max-samples cap cut them
+    head_files: dict[str, str] = field(default_factory=dict)  # included files: path -> text
+    base_files: dict[str, str] = field(default_factory=dict)  # the same, as the base version read them
 
     @property
     def status(self) -> str:
@@ -104,11 +108,19 @@ class ItemReport:
             **{k: v for k, v in self.verdict.to_dict().items() if k not in ("status", "reason")},
             "head": self.head.summary() if self.head else None,
             "base": self.base.summary() if self.base else None,
-            "renamed_from": self.renamed_from, "warnings": self.warnings,
+            "renamed_from": self.renamed_from, "through": self.through, "samples_asked": self.samples_asked,
+            "warnings": self.warnings,
             "usage": self.usage.to_dict(), "seconds": round(self.seconds, 3),
             "fingerprint": self.fingerprint,
             "examples": examples,
         }
+
+
+def line_in(error: BaseException | None, relpath: str) -> int:
+    """The line ``error`` points at in the template ``relpath``; 1 when it points elsewhere
+    (a spec in pyproject.toml names that file and line in its message)."""
+    path, line = getattr(error, "path", None), getattr(error, "line", None)
+    return line if line and (path is None or path == relpath) else 1
 
 
 def error_entry(template: str, line: int, data: str | None, model: str | None, message: str) -> dict[str, Any]:
@@ -117,7 +129,8 @@ def error_entry(template: str, line: int, data: str | None, model: str | None, m
     return {"template": template, "line": line, "data": data, "model": model, "status": ERROR,
             "reason": message, "base_rev": None,
             **{k: v for k, v in verdict.items() if k not in ("status", "reason")},
-            "head": None, "base": None, "renamed_from": None, "warnings": [],
+            "head": None, "base": None, "renamed_from": None, "through": [], "samples_asked": None,
+            "warnings": [],
             "usage": Usage().to_dict(), "seconds": 0.0, "fingerprint": None, "examples": []}
 
 
@@ -138,6 +151,17 @@ class Session:
         self._base_option = base_option
         self._base: vcs.BaseRef | None = None
         self.breakers: dict[str, CircuitBreaker] = {}  # one per endpoint: a dead one fails fast for all
+        self._readers: dict[str | None, includes.Reader] = {}  # None: the working tree; else a commit
+
+    def loader(self, relpath: str, *, rev: str | None = None, overrides: dict[str, str] | None = None):
+        """The loader of the files a template at ``relpath`` includes: from the working tree,
+        or as they were at commit ``rev`` (its file names in errors are ``rev:path``)."""
+        if rev not in self._readers:
+            self._readers[rev] = (includes.git_reader(self.settings.root, rev) if rev
+                                  else includes.working_tree_reader(self.settings.root))
+        return includes.ProjectLoader(includes.search_folders(relpath, self.settings.search_path),
+                                      self._readers[rev], overrides=overrides,
+                                      label=(lambda path: f"{rev[:12]}:{path}") if rev else str)
 
     @property
     def base(self) -> vcs.BaseRef:
@@ -202,7 +226,7 @@ class Session:
         return Prepared(template, examples, scorer, client, fingerprint, pool, data_label(spec))
 
     def run(self, template: TemplateFile, progress=None) -> ItemReport:
-        return asyncio.run(self.run_async(template, progress))
+        return asyncio.run(closing_clients(self.run_async(template, progress)))
 
     async def run_async(self, template: TemplateFile, progress=None) -> ItemReport:
         started = time.perf_counter()
@@ -210,28 +234,42 @@ class Session:
         if self.base.error is not None:  # a base was expected: comparing with nothing would pass
             raise self.base.error
         prepared = self.prepare(template)
-        head_template = compile_template(template.source, template.relpath)
+        head_loader = self.loader(template.relpath)
+        head_template = compile_template(template.source, template.relpath, head_loader)
         head_prompts = distinct_prompts(head_template, prepared.examples)
         base_source, renamed_from, warnings = reference.base_version(self.settings.root, self.base, template)
         base_label = f"{(self.base_rev or '')[:12]}:{renamed_from or template.relpath}"
-        base_template = base_prompts = None
+        base_template = base_prompts = base_loader = None
         why_none = None
-        if base_source is not None and base_source != template.source:
+        # With included files, the base is rendered even when the template's own text is
+        # unchanged: a change to a shared partial changes every prompt that includes it.
+        if base_source is not None and (base_source != template.source or head_loader.loaded):
+            base_loader = self.loader(renamed_from or template.relpath, rev=self.base_rev)
             try:
-                base_template = compile_template(base_source, base_label)
-            except SpecError as exc:  # broken on the base branch: nothing there to compare with
-                why_none = "the base version does not compile"
-                warnings.append(f"{why_none} (line {exc.line}: {exc.message}); there is no git reference")
-                base_source = renamed_from = None
-            else:  # rendering is the head's data: a base it cannot render cannot be compared with
+                base_template = compile_template(base_source, base_label, base_loader)
+                # rendering is the head's data: a base it cannot render cannot be compared with
                 base_prompts = [base_template.render(e.variables) for e in prepared.examples]
+            except IncludeError as exc:  # a file it includes is broken or missing on the base branch
+                why_none = "the base version cannot be rendered"
+                warnings.append(f"{why_none} ({exc.path}:{exc.line}: {exc.message}); there is no git reference")
+                base_source = renamed_from = base_loader = None
+            except SpecError as exc:
+                if base_template is not None:
+                    raise
+                why_none = "the base version does not compile"  # broken on the base branch
+                warnings.append(f"{why_none} (line {exc.line}: {exc.message}); there is no git reference")
+                base_source = renamed_from = base_loader = None
+        through = includes.changed_files(head_loader.loaded, base_loader.loaded) if base_loader else []
         rules = GateRules(tolerance=spec.tolerance, alpha=spec.alpha, min_accuracy=spec.min_accuracy,
                           max_error_rate=spec.max_error_rate)
         report = ItemReport(template=template.relpath, line=template.spec_line, data=data_label(spec),
                             model=prepared.client.params.model, verdict=Verdict(ERROR, "", "none"),
                             base_rev=self.base_rev, prepared=prepared, base_source=base_source,
+                            through=through, samples_asked=template.samples_asked,
+                            head_files=dict(head_loader.loaded),
+                            base_files=dict(base_loader.loaded) if base_loader else {},
                             renamed_from=renamed_from, warnings=warnings)
-        changed = base_source is not None and base_source != template.source
+        changed = base_source is not None and (base_source != template.source or bool(through))
         update = None
         if progress is not None:  # a tqdm-like bar: total known only now
             progress.total = len(prepared.examples) * (2 if changed else 1)
@@ -254,6 +292,10 @@ class Session:
             report.verdict = decide(head, base.outcomes(), "base", rules, base.first_error())
             if where:
                 report.verdict.reason += f"; compared with {where} (renamed)"
+            if through:
+                own = "" if base_source != template.source else " (the template's own text is unchanged)"
+                report.verdict.reason += (f"; {'regressed' if report.status == FAIL else 'changed'} through "
+                                          f"{', '.join(through)}{own}")
             warnings += reference.loosened_gate(self.settings, template, base_source)
         else:
             head = await head_task
@@ -275,12 +317,37 @@ class Session:
         return report
 
     def optimize(self, template: TemplateFile, report: ItemReport, options, say=None):
-        """Run the bounded LPO search on a scored template (see ``lpo_ci.optimize``)."""
-        from .optimize import optimize_template
+        """Run the bounded LPO search on a scored template (see ``lpo_ci.optimize``).
 
-        return asyncio.run(optimize_template(
-            head_source=template.source, base_source=report.base_source, relpath=template.relpath,
-            prepared=report.prepared, options=options, say=say))
+        The search edits one file: the template, or, when the template's own text is
+        unchanged and the change came through a file it includes, that file (the one with
+        the largest change, when several changed). Candidates of a partial are scored
+        through the template, with the candidate in place of the partial."""
+        from .optimize import optimize_template
+        from .patch import token_changes
+
+        own_changed = report.base_source is not None and report.base_source != template.source
+        target = template.relpath
+        if report.through and not own_changed:
+            target = max(report.through, key=lambda path: (
+                len(token_changes(report.base_files.get(path) or "", report.head_files.get(path) or "")),
+                path in report.head_files))
+        if target == template.relpath or target not in report.head_files:
+            loader = self.loader(template.relpath)
+            return asyncio.run(closing_clients(optimize_template(
+                head_source=template.source, base_source=report.base_source, relpath=template.relpath,
+                prepared=report.prepared, options=options, say=say,
+                compile=lambda source: compile_template(source, template.relpath, loader))))
+
+        def compile_through(source: str):
+            loader = self.loader(template.relpath, overrides={target: source})
+            return compile_template(template.source, template.relpath, loader)
+
+        if say is not None:
+            say(f"the change came through {target} (included by {template.relpath}): the search edits {target}")
+        return asyncio.run(closing_clients(optimize_template(
+            head_source=report.head_files[target], base_source=report.base_files.get(target), relpath=target,
+            prepared=report.prepared, options=options, say=say, compile=compile_through)))
 
 
 def optimization_text(optimization: dict[str, Any]) -> str:

@@ -10,16 +10,15 @@ options < the template's own spec. Every error names the file and line.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .discovery import DEFAULT_GLOBS, discover, matches  # noqa: F401 - where callers look for them
 from .errors import SpecError
 
-DEFAULT_GLOBS = ("prompts/**/*.j2", "prompts/**/*.jinja", "prompts/**/*.jinja2")
 PYPROJECT = "pyproject.toml"
 
 _SPEC_COMMENT = re.compile(r"\A(\s*)\{#-?(\s*lpo\s*:.*?)-?#\}", re.DOTALL)
@@ -68,8 +67,9 @@ def _stop(value: Any) -> bool:
         isinstance(value, list) and all(isinstance(v, str) for v in value))
 
 
-def _anything(value: Any) -> bool:
-    return True
+def _project_folder(value: Any) -> bool:
+    return _string(value) and not value.startswith(("/", "\\")) and ".." not in re.split(r"[/\\]", value) \
+        and ":" not in value[:2]
 
 
 # key -> (check, what the check wants, in words)
@@ -99,6 +99,9 @@ MAX_RETRIES = 10  # with backoff capped at 30 s, more would turn an outage into 
 PROJECT_KEYS: dict[str, tuple[Any, str]] = {
     "lpo": (lambda v: isinstance(v, bool), "true or false"),
     "prompts": (lambda v: isinstance(v, list) and all(_string(x) for x in v), "a list of glob patterns"),
+    "exclude": (lambda v: isinstance(v, list) and all(_string(x) for x in v), "a list of glob patterns"),
+    "search_path": (lambda v: isinstance(v, list) and all(_project_folder(x) for x in v),
+                    "a list of folders inside the project (relative paths, no '..')"),
     "concurrency": (_positive_int, "a positive integer"),
     "retries": (lambda v: _integer(v) and 0 <= v <= MAX_RETRIES, f"an integer from 0 to {MAX_RETRIES}"),
     "cache_dir": (_string, "a directory path"),
@@ -145,6 +148,9 @@ class Settings:
     root: Path
     enabled: bool = False
     prompts: tuple[str, ...] = DEFAULT_GLOBS
+    exclude: tuple[str, ...] = ()
+    search_path: tuple[str, ...] = ()  # folders {% include %} names resolve in (default: see includes)
+    max_samples: int | None = None  # a cap on every template's sample (--lpo-max-samples)
     concurrency: int = 8
     retries: int = 4
     cache_dir: Path | None = None
@@ -164,7 +170,8 @@ class TemplateFile:
     relpath: str
     source: str
     spec: TestSpec
-    spec_line: int  # line of the spec comment or table, for annotations
+    spec_line: int  # line of the spec comment in the template (1 when the spec is in pyproject.toml)
+    samples_asked: int | None = None  # the spec's samples when --lpo-max-samples capped it
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
@@ -270,8 +277,13 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
             _check(key, value, {**TEMPLATE_KEYS, **PROJECT_KEYS}, shown, line, "[tool.lpo_ci]")
             defaults[key] = value
             origins[key] = (shown, line)
+    max_samples = None
     for key, value in (overrides or {}).items():
         if value is None:
+            continue
+        if key == "max_samples":  # a command-line cap only: the spec's samples are the gate's
+            _check("samples", value, TEMPLATE_KEYS, None, None, "the options")
+            max_samples = value
             continue
         if key in PROJECT_KEYS or key in TEMPLATE_KEYS:  # options checked at parsing; API callers here
             _check(key, value, {**TEMPLATE_KEYS, **PROJECT_KEYS}, None, None, "the options")
@@ -289,15 +301,13 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
     data_dir = project.get("data_dir") or os.environ.get("LPO_CI_DATA_DIR")
     cache_dir = project.get("cache_dir") or os.environ.get("LPO_CI_CACHE_DIR") or ".lpo-ci/cache"
     templates = project.get("templates", {})
-    for rel, spec in templates.items():
-        if not isinstance(spec, dict):
-            raise SpecError(f"[tool.lpo_ci.templates] entry '{rel}' must be a table",
-                            path=PYPROJECT, line=text.count("\n", 0, _toml_table_offset(text, rel)) + 1,
-                            hint="write it as a table of spec keys")
     return Settings(
         root=root,
         enabled=bool(project.get("lpo", False)),
         prompts=tuple(project.get("prompts", DEFAULT_GLOBS)),
+        exclude=tuple(project.get("exclude", ())),
+        search_path=tuple(project.get("search_path", ())),
+        max_samples=max_samples,
         concurrency=project.get("concurrency", 8),
         retries=project.get("retries", 4),
         cache_dir=(root / cache_dir) if cache_dir else None,
@@ -308,37 +318,6 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
         template_tables=templates,
         pyproject=pyproject if pyproject.is_file() else None,
     )
-
-
-def matches(settings: Settings, path: Path) -> bool:
-    """Whether ``path`` is a prompt template by the configured globs."""
-    try:
-        rel = Path(path).resolve().relative_to(settings.root).as_posix()
-    except ValueError:
-        return False
-    if rel in settings.template_tables:
-        return True
-    for pattern in settings.prompts:
-        if fnmatch.fnmatchcase(rel, pattern) or (
-                "/**/" in pattern and fnmatch.fnmatchcase(rel, pattern.replace("/**/", "/"))):
-            return True
-    return False
-
-
-def discover(settings: Settings, paths: list[Path] | None = None) -> list[Path]:
-    """Templates under the project root (or under ``paths``) matching the globs, sorted."""
-    found: set[Path] = set()
-    for pattern in settings.prompts:
-        found.update(p for p in settings.root.glob(pattern) if p.is_file())
-    for rel in settings.template_tables:
-        candidate = settings.root / rel
-        if candidate.is_file():
-            found.add(candidate)
-    result = sorted(p.resolve() for p in found)
-    if paths:
-        wanted = [Path(p).resolve() for p in paths]
-        result = [p for p in result if any(p == w or w in p.parents for w in wanted)]
-    return result
 
 
 def split_spec_comment(source: str) -> tuple[str | None, int, int]:
@@ -432,14 +411,18 @@ def read_template(settings: Settings, path: Path, source: str | None = None) -> 
                             hint="check the file's permissions") from None
     values: dict[str, Any] = dict(settings.defaults)
     origins = dict(settings.default_origins)
-    spec_line = 1
+    spec_line = 1  # in the template file; a spec in pyproject.toml is located there in errors
+    where: dict[str, Any] = {"path": relpath, "line": 1}  # the spec as a whole, for errors about it
     table = settings.template_tables.get(relpath)
     if table is not None:
         text = settings.pyproject.read_text(encoding="utf-8") if settings.pyproject else ""
         offset = _toml_table_offset(text, relpath)
-        spec_line = text.count("\n", 0, offset) + 1
+        where = {"path": PYPROJECT, "line": text.count("\n", 0, offset) + 1}
+        if not isinstance(table, dict):
+            raise SpecError(f"[tool.lpo_ci.templates] entry '{relpath}' must be a table", **where,
+                            hint="write it as a table of spec keys")
         for key, value in table.items():
-            line = _toml_line(text, key, offset) or spec_line
+            line = _toml_line(text, key, offset) or where["line"]
             _check(key, value, TEMPLATE_KEYS, PYPROJECT, line,
                    f"[tool.lpo_ci.templates.\"{relpath}\"]")
             values[key] = value
@@ -448,6 +431,7 @@ def read_template(settings: Settings, path: Path, source: str | None = None) -> 
     spec: dict[str, Any] = {}
     if body is not None:
         spec_line = comment_line
+        where = {"path": relpath, "line": comment_line}
         spec, lines = _parse_yaml_spec(body, relpath, comment_line)
         for key, value in spec.items():
             _check(str(key), value, TEMPLATE_KEYS, relpath, lines.get(str(key), comment_line),
@@ -457,22 +441,26 @@ def read_template(settings: Settings, path: Path, source: str | None = None) -> 
     elif table is None:
         raise SpecError("no test spec: the template has no '{# lpo: ... #}' comment and no "
                         "[tool.lpo_ci.templates] entry", path=relpath, line=1,
-                        hint="start the file with {# lpo:\n    benchmark: bbh/boolean_expressions\n  #}")
+                        hint="start the file with {# lpo:\n    benchmark: bbh/boolean_expressions\n  #}; "
+                             "a shared partial is not a test subject: name it with a leading underscore "
+                             "(_preamble.j2) or list it under exclude in [tool.lpo_ci]")
     own = set(table or {}) | (set(spec) if body is not None else set())
     if "benchmark" in values and "dataset" in values:
         chosen = [k for k in ("benchmark", "dataset") if k in own]
         if len(chosen) != 1:
-            raise SpecError("the spec names both a 'benchmark' and a 'dataset'", path=relpath,
-                            line=spec_line, hint="keep one of them")
+            raise SpecError("the spec names both a 'benchmark' and a 'dataset'", **where, hint="keep one of them")
         values.pop("dataset" if chosen[0] == "benchmark" else "benchmark")
     if "benchmark" not in values and "dataset" not in values:
-        raise SpecError("the spec needs a 'benchmark' or a 'dataset'", path=relpath, line=spec_line,
+        raise SpecError("the spec needs a 'benchmark' or a 'dataset'", **where,
                         hint="add 'benchmark: bbh/<task>' (or gsm8k, multiarith) or 'dataset: data/my.jsonl'")
     if values.get("scorer") == "regex" and "pattern" not in values:
-        raise SpecError("scorer 'regex' needs a 'pattern'", path=relpath, line=spec_line,
-                        hint="add 'pattern: \"Answer: (.*)\"'")
+        raise SpecError("scorer 'regex' needs a 'pattern'", **where, hint="add 'pattern: \"Answer: (.*)\"'")
     if isinstance(values.get("stop"), str):
         values["stop"] = [values["stop"]]
+    samples_asked = None
+    if settings.max_samples is not None and values.get("samples", TestSpec.samples) > settings.max_samples:
+        samples_asked, values["samples"] = values.get("samples", TestSpec.samples), settings.max_samples
     fields = {f.name for f in dataclasses.fields(TestSpec)}
     resolved = TestSpec(**{k: v for k, v in values.items() if k in fields}, origins=origins)
-    return TemplateFile(path=path, relpath=relpath, source=source, spec=resolved, spec_line=spec_line)
+    return TemplateFile(path=path, relpath=relpath, source=source, spec=resolved, spec_line=spec_line,
+                        samples_asked=samples_asked)

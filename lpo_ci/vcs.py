@@ -184,6 +184,11 @@ def show(root: Path, rev: str, path: str) -> str | None:
     return None
 
 
+def is_symlink(root: Path, rev: str, path: str) -> bool:
+    """Whether ``path`` (as ``repo_path`` gives it) is a symbolic link at ``rev``."""
+    return _git(root, "ls-tree", "--full-tree", rev, "--", path).stdout.startswith("120000 ")
+
+
 def renamed_from(root: Path, rev: str, path: str) -> str | None:
     """The path ``path`` had at ``rev`` if git sees it as renamed since then, else None.
 

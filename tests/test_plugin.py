@@ -249,8 +249,12 @@ def test_spec_in_pyproject_templates_table(pytester, openai_server):
         "*hint: did you mean 'samples'?",
     ])
     no_traceback(bad)
-    # the item's line (used for annotations) is the table's header, line 5 (line 4 is blank)
-    assert item["line"] == 5
+    # the item's line (used for annotations) is the template's own first line: its spec, and the
+    # errors about it, are in pyproject.toml (line 11 above)
+    assert item["line"] == 1
+    pytester.runpytest("--lpo", "--lpo-report", "bad.json")
+    bad_item = entry(report(pytester, "bad.json"), "src/app/bad.j2")
+    assert bad_item["line"] == 1 and bad_item["reason"].startswith("pyproject.toml:11: unknown key")
 
 
 def test_lpo_samples_option(pytester, openai_server):
@@ -390,7 +394,7 @@ def test_regression_against_git_base_fails(pytester, openai_server):
         "*lpo-ci summary*",
         "template*data*n*base*head*delta*p*verdict*calls*cached*tokens*cost*seconds",
         f"prompts/x.j2*{TASK}*40*{base_pct}*{head_pct}*-*FAIL*80*0*",
-        "1 templates: 0 passed, 1 failed, 0 errors; 80 calls, 0 cache hits*",
+        "1 template: 0 passed, 1 failed, 0 errors; 80 calls, 0 cache hits*",
     ])
     result.stdout.fnmatch_lines([f"FAILED prompts/x.j2::{TASK}*"])
 
@@ -553,7 +557,7 @@ def test_second_run_is_served_from_cache(pytester, openai_server):
     assert openai_server.requests == 40  # not one new request
     second.stdout.fnmatch_lines([
         f"prompts/x.j2*{TASK}*40*PASS*0*40*",
-        "1 templates: 1 passed, 0 failed, 0 errors; 0 calls, 40 cache hits*",
+        "1 template: 1 passed, 0 failed, 0 errors; 0 calls, 40 cache hits*",
     ])
     item = entry(report(pytester), "prompts/x.j2")
     assert item["usage"]["calls"] == 0 and item["usage"]["cache_hits"] == 40
@@ -819,7 +823,7 @@ def test_cli_eval_writes_report(pytester, openai_server, monkeypatch, capsys):
     item = entry(data, "prompts/x.j2")
     assert item["status"] == "pass" and item["model"] == "openai/fake"
     assert item["head"]["n"] == 20 and item["reference"] == "none"
-    assert "1 templates: 1 passed" in capsys.readouterr().out
+    assert "1 template: 1 passed" in capsys.readouterr().out
 
 
 def test_cli_eval_regression_in_git_exits_1(pytester, openai_server, monkeypatch, capsys):

@@ -48,7 +48,7 @@ def test_discovery_by_globs_and_pyproject_table(tmp_path):
     assert not matches(settings, root / "other/x.j2")
     table_spec = read_template(settings, root / "app/plain.txt")
     assert table_spec.spec.benchmark == "gsm8k" and table_spec.spec.samples == 5
-    assert table_spec.spec_line == 3
+    assert table_spec.spec_line == 1  # the template's own first line: its spec is in pyproject.toml
 
 
 @pytest.mark.parametrize("body, line, words", [

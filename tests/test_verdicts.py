@@ -248,9 +248,11 @@ def test_the_stored_baseline_follows_a_rename(pytester, openai_server):
 
 
 HOSTILE = {
-    "include": ('{% include "/etc/passwd" %}\nQ: {{ input }}\n', 5, "{% include %}"),
-    "import": ('Q: {{ input }}\n{% import "macros.j2" as m %}\n', 6, "{% include %}"),
-    "extends": ('{% extends "/etc/passwd" %}\nQ: {{ input }}\n', 5, "{% include %}"),
+    # names resolve inside the project only: an absolute name is a project path, '..' is refused
+    "include": ('{% include "/etc/passwd" %}\nQ: {{ input }}\n', 5, "'/etc/passwd' is not in the folders searched"),
+    "parent": ('{% include "../../../../etc/passwd" %}\nQ: {{ input }}\n', 5, "is not a file inside the project"),
+    "import": ('Q: {{ input }}\n{% import "macros.j2" as m %}\n', 6, "'macros.j2' is not in the folders searched"),
+    "extends": ('{% extends "/etc/passwd" %}\nQ: {{ input }}\n', 5, "'/etc/passwd' is not in the folders searched"),
     "range": ("{% for i in range(10**9) %}x{% endfor %}\nQ: {{ input }}\n", 5, "Range too big"),
     "repeat": ("{{ 'x' * 10**10 }}\nQ: {{ input }}\n", 5, "more than the sandbox allows"),
     "power": ("{{ 9**99999999 }}\nQ: {{ input }}\n", 5, "too large for a prompt"),
@@ -283,7 +285,8 @@ def test_hostile_templates_are_clean_errors_and_stop_nothing(pytester, openai_se
     no_traceback_in(cli.stderr + cli.stdout)
     data = report(pytester, "cli.json")
     assert len(data["templates"]) == len(names) and data["summary"]["passed"] == 1
-    assert "prompts/include.j2:5: cannot render the template: {% include %}" in cli.stderr
+    assert "prompts/include.j2:5: cannot render the template: '/etc/passwd' is not in the folders searched" \
+        in cli.stderr
 
 
 def test_a_template_that_reads_none_of_the_data_is_an_error(pytester, openai_server):

@@ -71,6 +71,7 @@ class OptimizationResult:
     reason: str
     mode: str
     head_source: str
+    file: str = ""                       # the file the search edited (the patch's and suggestions' file)
     winner_source: str | None = None
     marks: list[int] = field(default_factory=list)
     marked_text: str = ""
@@ -123,11 +124,14 @@ class Search:
     """One optimization run over one template; see the module docstring."""
 
     def __init__(self, *, head_source: str, base_source: str | None, relpath: str, prepared,
-                 options: OptimizeOptions, say: Callable[[str], None] | None = None):
+                 options: OptimizeOptions, say: Callable[[str], None] | None = None,
+                 compile: Callable[[str], Any] | None = None):
         from ..llm import ModelParams
 
         self.options = options
-        self.relpath = relpath
+        self.relpath = relpath  # the file edited: the template, or a partial it includes
+        # source of that file -> the compiled template whose prompts are scored
+        self.compile = compile or (lambda source: compile_template(source, relpath))
         self.prepared = prepared
         self.say = say or (lambda text: None)
         self.budget = options.budget
@@ -158,7 +162,7 @@ class Search:
 
     async def score(self, source: str, examples: list) -> EvalResult | None:
         """Outcomes on ``examples``, or None when the budget ran out part-way."""
-        template = compile_template(source, self.relpath)
+        template = self.compile(source)
         result = await evaluate(template, examples, self.client, self.prepared.scorer)
         if any(r.error == BUDGET_EXHAUSTED for r in result.results):
             return None
@@ -169,7 +173,7 @@ class Search:
 
         wrong = [r for r in node.dev.results if r.outcome in (Outcome.WRONG, Outcome.FORMAT_FAILURE)]
         by_id = {e.id: e for e in self.dev}
-        template = compile_template(node.source, self.relpath)
+        template = self.compile(node.source)
         return [Failure(prompt=template.render(by_id[r.id].variables), response=r.response or "",
                         target=r.target) for r in wrong[:FAILURES_SHOWN]]
 
@@ -300,8 +304,10 @@ class Search:
         while count and self.halving_cost(count) > remaining:
             count -= 1
         if count < len(ordered):
-            self.notes.append(f"the budget carried {count} of {len(ordered)} candidates "
-                              f"after {self.budget.spent_calls} calls")
+            self.notes.append(f"after {self.budget.spent_calls} calls, the budget left room to score "
+                              + (f"{count} of the {len(ordered)} candidates" if count
+                                 else f"none of the {len(ordered)} candidates")
+                              + " on the dev rungs")
         return ordered[:count]
 
     async def halve(self, candidates: list[Node], round_: int) -> list[Node]:
@@ -329,7 +335,7 @@ class Search:
         o = self.options
         self.budget.restart_clock()
         result = OptimizationResult(status="no_suggestion", reason="", mode=o.mode,
-                                    head_source=self.head.source)
+                                    head_source=self.head.source, file=self.relpath)
         if len(self.dev) < 2 or not self.heldout:
             result.reason = f"too few examples to optimize ({len(self.dev) + len(self.heldout)})"
             return result
@@ -412,7 +418,7 @@ class Search:
             result.reason = (f"held-out accuracy {len(head_right) / n:.1%} -> {len(best_right) / n:.1%}, "
                              f"p = {p_value:.3g} < alpha {self.options.alpha}")
             result.patch = patch.unified_diff(head.source, best.source, self.relpath)
-            result.suggestions = [{"start_line": s.start_line, "end_line": s.end_line,
+            result.suggestions = [{"path": self.relpath, "start_line": s.start_line, "end_line": s.end_line,
                                    "replacement": s.replacement, "body": s.block()}
                                   for s in patch.suggestions(head.source, best.source)]
         else:
@@ -430,7 +436,8 @@ class Search:
 
 
 async def optimize_template(*, head_source: str, base_source: str | None, relpath: str, prepared,
-                            options: OptimizeOptions, say=None) -> OptimizationResult:
-    """Run one bounded LPO search (see ``Search``)."""
+                            options: OptimizeOptions, say=None, compile=None) -> OptimizationResult:
+    """Run one bounded LPO search (see ``Search``); ``compile`` turns a candidate text of the
+    file ``relpath`` into the template to score (a partial is scored through its includer)."""
     return await Search(head_source=head_source, base_source=base_source, relpath=relpath,
-                        prepared=prepared, options=options, say=say).run()
+                        prepared=prepared, options=options, say=say, compile=compile).run()
