@@ -102,6 +102,9 @@ def build_report(items: list[dict[str, Any]], *, base_rev: str | None = None, ro
 
 
 def write_json(path: str | Path, report: dict[str, Any]) -> Path:
+    from .redaction import redact_report
+
+    report = redact_report(report)  # the report is shared (a CI artifact): no secret of the environment in it
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

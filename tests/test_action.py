@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from lpo_ci.github.comment import MARKER
 from tests.support.action_runner import run_composite
 from tests.support.github_server import fake_github
 from tests.support.pr_project import (EDITED_LINE, git, make_regressed_project, pr_files,
                                       pull_request_event)
 
 REPO = Path(__file__).resolve().parents[1]
+MARK = "<!-- lpo-ci:report "  # every sticky comment starts with its marker
 pytestmark = pytest.mark.slow
 
 
@@ -79,7 +79,7 @@ def test_a_regressed_pull_request_fails_the_check_and_gets_a_comment_and_a_sugge
 
         # the sticky comment and the suggestion
         (comment,) = [dict(c) for c in gh.issue_comments[7]]  # a copy: the stand-in edits in place
-        assert comment["body"].startswith(MARKER) and "`prompts/x.j2`" in comment["body"]
+        assert comment["body"].startswith(MARK) and "`prompts/x.j2`" in comment["body"]
         assert "1 template regressed" in comment["body"] and "**FAIL**" in comment["body"]
         assert f"Posted as a one-click suggestion on line {EDITED_LINE}." in comment["body"]
         (suggestion,) = gh.review_comments[7]
@@ -87,7 +87,7 @@ def test_a_regressed_pull_request_fails_the_check_and_gets_a_comment_and_a_sugge
         assert "```suggestion\n" in suggestion["body"]
 
         # the job summary and the annotations
-        assert "| | template | data |" in run.summary and MARKER not in run.summary
+        assert "| | template | data |" in run.summary and MARK not in run.summary
         annotations = {(name, props.split(",")[0]) for name, props, _ in run.commands}
         assert ("error", "title=lpo-ci: accuracy regression") in annotations
         assert any(name == "notice" and f"line={EDITED_LINE}" in props for name, props, _ in run.commands)

@@ -13,10 +13,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from lpo_ci.github.comment import COMMENT_LIMIT, MARKER, render
+from lpo_ci.github.comment import COMMENT_LIMIT, marker, render
 from lpo_ci.github.markdown import escape
 from lpo_ci.errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from lpo_ci.github.publish import PublishOptions, publish
@@ -25,14 +26,17 @@ from lpo_ci.github.review import diff_hunks
 from tests.support.action_runner import read_file_commands
 from tests.support.github_server import fake_github
 from tests.support.openai_server import fake_openai_server
-from tests.support.pr_project import EDITED_LINE, make_regressed_project, pr_files, pull_request_event
+from tests.support.pr_project import EDITED_LINE, git, make_regressed_project, pr_files, pull_request_event
 
 SECRET = "sk-live-0123456789abcdef"
+MARK = "<!-- lpo-ci:report"   # every sticky comment's marker starts so
+MARKER = marker(".\n\n")     # the default key of a project at the top, outside a named workflow
 
 
 @pytest.fixture(scope="module")
-def regressed(tmp_path_factory):
-    """(report dict, PR files, base sha, head sha) of a real regressed run with a suggested fix."""
+def project(tmp_path_factory):
+    """A real regressed run with a suggested fix: its project root, report dict, PR files, base
+    and head shas."""
     root = tmp_path_factory.mktemp("project")
     with fake_openai_server() as server:
         base, head = make_regressed_project(root, server.url)
@@ -43,23 +47,39 @@ def regressed(tmp_path_factory):
     assert done.returncode == 1, done.stdout + done.stderr
     report = json.loads((root / "report.json").read_text(encoding="utf-8"))
     assert report["templates"][0]["optimization"]["status"] == "suggested"
-    return report, pr_files(root, base, head), base, head
+    return SimpleNamespace(root=root, report=report, files=pr_files(root, base, head), base=base, head=head)
+
+
+@pytest.fixture(scope="module")
+def regressed(project):
+    """(report dict, PR files, base sha, head sha) of the real regressed run."""
+    return project.report, project.files, project.base, project.head
+
+
+def open_pull(gh, project, files=None, number=7):
+    """The pull request on the stand-in, with the base branch's pyproject.toml served."""
+    gh.add_pull(number, head_sha=project.head, base_sha=project.base, files=files or project.files)
+    gh.add_contents(project.base, "pyproject.toml", git(project.root, "show", f"{project.base}:pyproject.toml"))
 
 
 @pytest.fixture
-def github_env(monkeypatch, tmp_path):
-    """What a runner sets for a pull_request job; returns a function that writes the event."""
+def github_env(monkeypatch, tmp_path, project):
+    """What a runner sets for a pull_request job in the project's checkout; returns a function
+    that writes the event."""
     for name in list(os.environ):
-        if name.startswith("GITHUB_") or name in ("RUNNER_TEMP", "CI"):
+        if name.startswith(("GITHUB_", "RUNNER_", "LPO_CI_REPORT")) or name == "CI" or \
+                re.search(r"(TOKEN|SECRET|PASSWORD|PASSWD|KEY)$", name, re.I):
             monkeypatch.delenv(name)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.chdir(project.root)
 
     def setup(gh, base, head, actions=True):
         event = tmp_path / "event.json"
         event.write_text(json.dumps(pull_request_event(7, base, head)), encoding="utf-8")
         values = {"GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event),
                   "GITHUB_REPOSITORY": gh.repo, "GITHUB_API_URL": gh.url, "GITHUB_TOKEN": gh.token,
-                  "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_OUTPUT": str(tmp_path / "out")}
+                  "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_OUTPUT": str(tmp_path / "out"),
+                  "GITHUB_WORKSPACE": str(project.root)}
         if actions:
             values["GITHUB_ACTIONS"] = "true"
         for name, value in values.items():
@@ -117,7 +137,7 @@ def test_the_comment_is_found_on_a_later_page(regressed, github_env, tmp_path):
             gh.add_issue_comment(7, f"later {i}")
         before = len(gh.log)
         assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
-        assert sum(MARKER in c["body"] for c in gh.issue_comments[7]) == 1
+        assert sum(MARK in c["body"] for c in gh.issue_comments[7]) == 1
         pages = [p for m, p, _ in gh.log[before:] if m == "GET" and p.endswith("/issues/7/comments")]
         assert len(pages) == 3  # 231 comments, 100 a page: the marker was found by following Link
 
@@ -145,7 +165,7 @@ def test_diff_hunks_know_which_new_lines_a_comment_may_sit_on():
 
 def test_transient_failures_are_retried(regressed, github_env, tmp_path):
     report, files, base, head = regressed
-    with fake_github(fault_every=2, faults=(502, 429, 403, 503)) as gh:
+    with fake_github(fault_every=3, faults=(502, 429, 403, 503)) as gh:
         gh.add_pull(7, head_sha=head, files=files)
         github_env(gh, base, head)
         assert publish(PublishOptions(report=write(tmp_path, report))) == EXIT_FAIL
@@ -253,12 +273,12 @@ def test_the_comment_fits_githubs_limit_and_keeps_every_verdict(regressed, tmp_p
     big["templates"] += [dict(copy.deepcopy(report["templates"][0]), template=f"prompts/ok{i:04}.j2",
                               status="pass", optimization=None) for i in range(600)]
     view = load_report(write(tmp_path, big))
-    text = render(view, marker=True, limit=COMMENT_LIMIT)
+    text = render(view, marker_text=MARKER, limit=COMMENT_LIMIT)
     assert len(text) <= COMMENT_LIMIT
     for i in range(40):
         assert f"`prompts/t{i:03}.j2`" in text
     assert "600 more templates passed" in text and "Details trimmed" in text
-    full = render(view, marker=False, limit=10_000_000)
+    full = render(view, limit=10_000_000)
     assert len(full) > COMMENT_LIMIT and "Details trimmed" not in full
 
 
@@ -344,3 +364,156 @@ def test_no_suggestion_when_the_head_differs_from_the_evaluated_template(regress
         assert publish(PublishOptions(report=write(tmp_path, report))) == EXIT_FAIL
         assert not gh.review_comments[7]
         assert "the pull request's head differs from the evaluated version" in gh.issue_comments[7][0]["body"]
+
+
+# --- the size of what is posted, and never a stale verdict ------------------------------------
+
+def many(report: dict, count: int, status: str = "fail", name: str = "t") -> list[dict]:
+    """``count`` copies of the report's template under other paths, regressions growing worse
+    (the examples kept are the ones that flipped, so the report stays small)."""
+    template = copy.deepcopy(report["templates"][0])
+    flipped = set(template["right_to_wrong"])
+    template["examples"] = [e for e in template["examples"] if e["id"] in flipped]
+    if status == "pass":
+        template.update(examples=[], right_to_wrong=[], optimization=None, reason="no significant drop")
+    return [dict(template, template=f"prompts/{name}{i:05}.j2", status=status,
+                 delta=-0.3 - (i % 10) / 100) for i in range(count)]
+
+
+def more_count(text: str, what: str = "failing templates?") -> int:
+    match = re.search(rf"And ([\d,]+) more {what}", text)
+    return int(match.group(1).replace(",", "")) if match else 0
+
+
+def test_ten_thousand_failing_templates_fit_the_comment_and_the_summary(regressed, github_env, tmp_path, capsys):
+    report, files, base, head = regressed
+    big = copy.deepcopy(report)
+    big["templates"] = many(report, 10_000) + many(report, 5, status="error", name="e")
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, big))) == EXIT_FAIL
+        (posted,) = gh.issue_comments[7]
+    body = posted["body"]
+    assert len(body.encode("utf-8")) <= COMMENT_LIMIT
+    assert "10,000 templates regressed, 5 could not be evaluated" in body
+    rows = re.findall(r"^\| ❌ \| `prompts/t(\d+)\.j2`", body, re.M)
+    assert rows and len(rows) + more_count(body) == 10_000  # every failing verdict is listed or counted
+    assert "see the job summary and the JSON report" in body
+    assert int(rows[0]) % 10 == 9  # the worst drops first
+    summary = (tmp_path / "summary.md").read_bytes()
+    assert len(summary) <= 1024 * 1024
+    text = summary.decode("utf-8")
+    assert len(re.findall(r"^\| ❌ \| `prompts/t", text, re.M)) + more_count(text) == 10_000
+    assert len(re.findall(r"^\| ⚠️ \| `prompts/e", text, re.M)) == 5
+    # GitHub shows ten annotations of a kind per step: nine and one that counts the rest
+    errors = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::error")]
+    assert len(errors) == 10 and "and 9,991 more regressions and 5 more templates" in errors[-1]
+
+
+@pytest.mark.parametrize("failing, passing", [(0, 0), (1, 0), (150, 0), (10_000, 0), (40, 5_000), (3, 30_000)])
+def test_any_report_renders_within_the_limit_and_counts_every_failing_verdict(regressed, tmp_path, failing, passing):
+    report, *_ = regressed
+    big = copy.deepcopy(report)
+    big["templates"] = many(report, failing) + many(report, passing, status="pass", name="p")
+    view = load_report(write(tmp_path, big))
+    for limit in (600, 5_000, COMMENT_LIMIT, 1024 * 1024):
+        text = render(view, limit=limit, marker_text=MARKER)
+        assert len(text.encode("utf-8")) <= limit
+        assert text.startswith(MARKER)
+        listed = len(re.findall(r"^\| ❌ \|", text, re.M))
+        if failing:  # listed or counted; at the tiniest limit, the headline's count
+            assert listed + more_count(text) == failing or f"{failing:,} template" in text, (limit, text[:2000])
+
+
+def test_optional_blocks_are_shown_and_dropped_first(regressed, tmp_path):
+    from lpo_ci.github.comment import TemplateBlock
+    from lpo_ci.github.markdown import code
+
+    report, *_ = regressed
+    view = load_report(write(tmp_path, report))
+    chart = TemplateBlock("template", lambda t: f"```mermaid\nxychart-beta\n  line [0.9, 0.5]\n```\n{code(t.path)}")
+    revert = TemplateBlock("optimization", lambda t: "Reverting your change restores 100.0%.")
+    full = render(view, limit=COMMENT_LIMIT, blocks=[chart, revert])
+    assert "```mermaid" in full and "Reverting your change restores 100.0%." in full
+    assert full.index("```mermaid") < full.index("**Suggested fix**") < full.index("Reverting your change")
+    without = render(view, limit=COMMENT_LIMIT)
+    squeezed = render(view, limit=len(without.encode("utf-8")), blocks=[chart, revert])
+    assert squeezed == without  # the blocks went first; everything else stayed
+
+
+def test_a_refused_edit_never_leaves_the_old_verdict_standing(regressed, github_env, tmp_path, capsys):
+    report, files, base, head = regressed
+    passing = copy.deepcopy(report)
+    passing["templates"][0].update(status="pass", optimization=None)
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, passing), suggestions=False)) == EXIT_OK
+        (first,) = gh.issue_comments[7]
+        assert "holds its accuracy" in first["body"]
+
+        gh.inject("PATCH", r"/issues/comments/\d+$", 422)  # the new body is refused once
+        assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
+        (now,) = gh.issue_comments[7]
+        assert now["id"] == first["id"] and "holds its accuracy" not in now["body"]
+        assert "1 template regressed" in now["body"] and "Its verdict: **FAIL**" in now["body"]
+        assert "could not be posted here: GitHub refused it \\(422 Unprocessable Entity\\)" in now["body"]
+        assert ("PATCH", f"/repos/octo/prompts/issues/comments/{first['id']}", 422) in gh.log
+    assert "the full report could not be posted in the comment" in capsys.readouterr().out
+
+
+def test_an_uneditable_comment_is_deleted_and_posted_anew(regressed, github_env, tmp_path):
+    report, files, base, head = regressed
+    passing = copy.deepcopy(report)
+    passing["templates"][0].update(status="pass", optimization=None)
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, passing), suggestions=False)) == EXIT_OK
+        first = gh.issue_comments[7][0]["id"]
+        gh.fail_always[("PATCH", r"/issues/comments/")] = 422
+        assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
+        (now,) = gh.issue_comments[7]
+        assert now["id"] != first and "1 template regressed" in now["body"] and "**FAIL**" in now["body"]
+        assert ("DELETE", f"/repos/octo/prompts/issues/comments/{first}", 204) in gh.log
+
+
+def test_a_comment_that_can_be_neither_edited_nor_deleted_is_reported(regressed, github_env, tmp_path, capsys):
+    report, files, base, head = regressed
+    passing = copy.deepcopy(report)
+    passing["templates"][0].update(status="pass", optimization=None)
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, passing), suggestions=False)) == EXIT_OK
+        url = gh.issue_comments[7][0]["html_url"]
+        gh.fail_always.update({("PATCH", r"/issues/comments/"): 422, ("DELETE", r"/issues/comments/"): 403})
+        assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
+    out = capsys.readouterr().out
+    assert f"the earlier report comment {url} still shows an earlier result" in out.replace("%3A", ":")
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "still shows an earlier result" in summary and "**FAIL**" in summary
+
+
+@pytest.mark.parametrize("case", ["missing", "malformed"])
+def test_a_run_without_a_usable_report_replaces_the_old_verdict(regressed, github_env, tmp_path, case):
+    report, files, base, head = regressed
+    passing = copy.deepcopy(report)
+    passing["templates"][0].update(status="pass", optimization=None)
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, passing), suggestions=False)) == EXIT_OK
+        if case == "missing":
+            options = PublishOptions(report=str(tmp_path / "none.json"), pytest_exit_code=3)
+            assert publish(options) == EXIT_ERROR
+        else:
+            broken = copy.deepcopy(report)
+            broken["templates"][0]["status"] = "<b>pwned</b>"
+            with pytest.raises(ReportError):
+                publish(PublishOptions(report=write(tmp_path, broken)))
+        (now,) = gh.issue_comments[7]
+    assert "holds its accuracy" not in now["body"] and "Its verdict: **ERROR**" in now["body"]
+    assert "no report to show" in now["body"] and "<b>" not in now["body"]
+    assert outputs(tmp_path)["errored"] == "true"
