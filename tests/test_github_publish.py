@@ -612,3 +612,44 @@ def test_a_posted_suggestion_is_derived_from_the_templates_texts(project, fork_s
         assert posted == [] and "would change the template's Jinja syntax" in body and "include" not in body
     else:
         assert posted == [] and "the report's project folder 'other/' is not this publisher's" in body
+
+
+# --- retries never duplicate; outputs describe every template -------------------------------------
+
+def test_a_create_answered_502_after_it_landed_is_not_sent_again(project, github_env, tmp_path):
+    with fake_github() as gh:
+        open_pull(gh, project)
+        github_env(gh, project.base, project.head)
+        gh.inject("POST", r"/issues/7/comments$", 502, after_write=True)
+        gh.inject("POST", r"/pulls/7/reviews$", 502, after_write=True)
+        assert publish(PublishOptions(report=write(tmp_path, project.report))) == EXIT_FAIL
+        assert ("POST", "/repos/octo/prompts/issues/7/comments", 502) in gh.log
+        assert ("POST", "/repos/octo/prompts/pulls/7/reviews", 502) in gh.log
+        assert len(gh.issue_comments[7]) == 1 and len(gh.reviews[7]) == 1 and len(gh.review_comments[7]) == 1
+        assert outputs(tmp_path)["comment-url"] == gh.issue_comments[7][0]["html_url"]
+        # a 502 before anything landed is still re-sent
+        gh.inject("PATCH", r"/issues/comments/\d+$", 502)
+        gh.inject("POST", r"/issues/7/comments$", 502)
+        gh.issue_comments[7].clear()
+        assert publish(PublishOptions(report=write(tmp_path, project.report), suggestions=False)) == EXIT_FAIL
+        assert len(gh.issue_comments[7]) == 1
+
+
+def test_outputs_describe_every_template_not_the_exit_status(regressed, github_env, tmp_path):
+    report, files, base, head = regressed
+    mixed = copy.deepcopy(report)
+    broken = dict(copy.deepcopy(report["templates"][0]), template="prompts/y.j2", status="error",
+                  reason="the provider answered 401", optimization=None)
+    mixed["templates"].append(broken)
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, mixed), pytest_exit_code=1)) == EXIT_FAIL
+    values = outputs(tmp_path)
+    assert values["regressed"] == "true" and values["errored"] == "true"
+    assert "1 template regressed, 1 could not be evaluated" in gh.issue_comments[7][0]["body"]
+    only_errors = copy.deepcopy(mixed)
+    only_errors["templates"][0].update(status="pass", optimization=None)
+    assert publish(PublishOptions(report=write(tmp_path, only_errors), comment=False)) == EXIT_ERROR
+    values = outputs(tmp_path)
+    assert values["regressed"] == "false" and values["errored"] == "true"
