@@ -653,3 +653,90 @@ def test_outputs_describe_every_template_not_the_exit_status(regressed, github_e
     assert publish(PublishOptions(report=write(tmp_path, only_errors), comment=False)) == EXIT_ERROR
     values = outputs(tmp_path)
     assert values["regressed"] == "false" and values["errored"] == "true"
+
+
+# --- one comment per publisher, recognised by our own account -----------------------------------
+
+def ours(gh, login=None) -> list[dict]:
+    return [c for c in gh.issue_comments[7] if c["user"]["login"] == (login or gh.bot_login)]
+
+
+def test_two_projects_in_one_repository_keep_a_comment_each(regressed, github_env, tmp_path):
+    report, files, base, head = regressed
+    first = dict(copy.deepcopy(report), repo_prefix="services/a/")
+    second = dict(copy.deepcopy(report), repo_prefix="services/b/")
+    second["templates"][0].update(status="pass", optimization=None)
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, first, "a.json"), suggestions=False)) == EXIT_FAIL
+        assert publish(PublishOptions(report=write(tmp_path, second, "b.json"), suggestions=False)) == EXIT_OK
+        a, b = ours(gh)
+        assert "### lpo-ci `services/a`: 1 template regressed" in a["body"]
+        assert "### lpo-ci `services/b`: the prompt template holds its accuracy" in b["body"]
+        assert publish(PublishOptions(report=write(tmp_path, first, "a.json"), suggestions=False)) == EXIT_FAIL
+        assert [c["id"] for c in ours(gh)] == [a["id"], b["id"]]
+        assert "regressed" in ours(gh)[0]["body"] and "holds its accuracy" in ours(gh)[1]["body"]
+
+
+def test_two_workflows_keep_a_comment_each_unless_they_share_a_key(regressed, github_env, tmp_path, monkeypatch):
+    report, files, base, head = regressed
+    passing = copy.deepcopy(report)
+    passing["templates"][0].update(status="pass", optimization=None)
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        for workflow_name, data in (("prompts (gpt-4o)", report), ("prompts (local)", passing)):
+            monkeypatch.setenv("GITHUB_WORKFLOW", workflow_name)
+            monkeypatch.setenv("GITHUB_JOB", "gate")
+            publish(PublishOptions(report=write(tmp_path, data), suggestions=False))
+        assert ["regressed" in c["body"] for c in ours(gh)] == [True, False]
+        gh.issue_comments[7].clear()
+        for workflow_name, data in (("prompts (gpt-4o)", report), ("prompts (local)", passing)):
+            monkeypatch.setenv("GITHUB_WORKFLOW", workflow_name)
+            publish(PublishOptions(report=write(tmp_path, data), suggestions=False, comment_key="prompts"))
+        (shared,) = ours(gh)
+        assert "### lpo-ci `prompts`: the prompt template holds its accuracy" in shared["body"]
+
+
+def test_a_comment_of_an_earlier_version_is_taken_over(regressed, github_env, tmp_path):
+    report, files, base, head = regressed
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        old = gh.add_issue_comment(7, "<!-- lpo-ci:report -->\n### lpo-ci: the prompt template holds its accuracy",
+                                   login=gh.bot_login, user_type="Bot")
+        github_env(gh, base, head)
+        assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
+        (now,) = ours(gh)
+        assert now["id"] == old["id"] and "1 template regressed" in now["body"]
+
+
+@pytest.mark.parametrize("kind", ["pat", "app"])
+def test_any_account_recognises_its_own_comment_and_suggestions(project, github_env, tmp_path, monkeypatch, kind):
+    from tests.support.github_server import Identity
+
+    me = Identity("release-robot", "pat", maintainer=True) if kind == "pat" else Identity("lpo-app[bot]", "app")
+    with fake_github(tokens={"token-under-test": me}) as gh:
+        open_pull(gh, project)
+        github_env(gh, project.base, project.head)
+        monkeypatch.setenv("GITHUB_TOKEN", "token-under-test")
+        theirs = [gh.add_issue_comment(7, f"{MARKER}\nquoted by a person", login="mallory"),
+                  gh.add_issue_comment(7, f"{MARKER}\nanother bot", login=gh.bot_login, user_type="Bot")]
+        for _ in range(2):
+            assert publish(PublishOptions(report=write(tmp_path, project.report))) == EXIT_FAIL
+        (mine,) = ours(gh, me.login)
+        assert "1 template regressed" in mine["body"]
+        assert [c["body"] for c in gh.issue_comments[7] if c["id"] in {t["id"] for t in theirs}] == \
+            [t["body"] for t in theirs]  # a maintainer's token could edit them: it did not
+        assert len(gh.review_comments[7]) == 1 and gh.review_comments[7][0]["user"]["login"] == me.login
+        asked = ("GET", "/user", 200) if kind == "pat" else ("POST", "/graphql", 200)
+        assert asked in gh.log
+
+
+def test_an_unknown_account_falls_back_to_bot_comments(project, github_env, tmp_path):
+    with fake_github(fail_always={("POST", r"^/graphql$"): 403}) as gh:
+        open_pull(gh, project)
+        github_env(gh, project.base, project.head)
+        for _ in range(2):
+            assert publish(PublishOptions(report=write(tmp_path, project.report))) == EXIT_FAIL
+        assert len(ours(gh)) == 1 and len(gh.review_comments[7]) == 1

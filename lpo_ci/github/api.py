@@ -70,12 +70,12 @@ def _next_link(header: str | None) -> str | None:
 
 class GitHubAPI:
     def __init__(self, token: str, api_url: str = "https://api.github.com", *, retries: int = 4,
-                 timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep):
+                 timeout: float = 30.0, sleep: Callable[[float], None] | None = None):
         self.api_url = api_url.rstrip("/")
         self._token = token
         self.retries = retries
         self.timeout = timeout
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
         self.calls = 0
         self.retried = 0
 
