@@ -740,3 +740,65 @@ def test_an_unknown_account_falls_back_to_bot_comments(project, github_env, tmp_
         for _ in range(2):
             assert publish(PublishOptions(report=write(tmp_path, project.report))) == EXIT_FAIL
         assert len(ours(gh)) == 1 and len(gh.review_comments[7]) == 1
+
+
+# --- secrets, short ones too, and the report on disk ----------------------------------------------
+
+def test_which_environment_values_are_secrets_and_how_they_are_replaced():
+    from lpo_ci.redaction import Redactor, secrets_from_env
+
+    env = {"FOO_TOKEN": "abc123", "OPENAI_API_KEY": "sk-0123456789", "FLAG_TOKEN": "true", "MAX_TOKEN": "256",
+           "ONE_SECRET": "1", "DB_PASSWORD": "hunter2", "PIN_KEY": "123456789", "HOME": "/root", "PATH_KEYS": "x"}
+    secrets = secrets_from_env(env)
+    assert secrets == ["sk-0123456789", "123456789", "hunter2", "abc123"]  # longest first
+    redact = Redactor(secrets)
+    text = "abc123 xabc123 abc1234 (abc123) true 256 1 hunter2. sk-0123456789abc 1234567890 123456789"
+    assert redact(text) == ("REDACTED xabc123 abc1234 (REDACTED) true 256 1 REDACTED. REDACTEDabc REDACTED0 "
+                            "REDACTED")  # 8 characters or more: replaced even inside a longer word
+    assert redact.data({"abc123": ["abc123", {"k": "hunter2"}], "n": 1}) == \
+        {"REDACTED": ["REDACTED", {"k": "REDACTED"}], "n": 1}
+
+
+def test_short_secrets_are_redacted_as_whole_words_in_everything_posted(
+        regressed, github_env, tmp_path, capsys, monkeypatch):
+    report, files, base, head = regressed
+    leaky = copy.deepcopy(report)
+    for example in leaky["templates"][0]["examples"]:
+        example["head"]["response"] = "key abc123, not xabc123 nor abc1234; true 256"
+    leaky["templates"][0]["reason"] = "the provider said: invalid key abc123"
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=files)
+        github_env(gh, base, head)
+        for name, value in (("FOO_TOKEN", "abc123"), ("FLAG_TOKEN", "true"), ("MAX_TOKEN", "256")):
+            monkeypatch.setenv(name, value)
+        assert publish(PublishOptions(report=write(tmp_path, leaky))) == EXIT_FAIL
+        body = gh.issue_comments[7][0]["body"]
+    out = capsys.readouterr()
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    log = "\n".join(line for line in out.out.splitlines() if not line.startswith("::add-mask"))
+    for text in (body, summary, log):
+        assert not re.search(r"(?<!\w)abc123(?!\w)", text)
+        assert "key REDACTED, not xabc123 nor abc1234; true 256" in text or "invalid key REDACTED" in text
+    masks = [line.split("::")[-1] for line in out.out.splitlines() if line.startswith("::add-mask")]
+    assert "abc123" in masks and "true" not in masks and "256" not in masks
+
+
+def test_the_report_on_disk_has_no_secrets_unless_kept(tmp_path):
+    """A provider that echoes credentials in its answers: the report (a public artifact in the
+    fork-safe set-up) keeps none of them, unless LPO_CI_REPORT_SECRETS=keep."""
+    answer = "True. (debug: key sk-live-0123456789abcdef, user abc123)"
+    with fake_openai_server(answer=lambda prompt: answer) as server:
+        root = tmp_path / "project"
+        make_regressed_project(root, server.url)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "PYTEST_", "LPO_CI_REPORT"))}
+        env.update(OPENAI_API_KEY=SECRET, FOO_TOKEN="abc123", FLAG_TOKEN="true")
+        command = [sys.executable, "-m", "pytest", "--lpo", "--lpo-only", "--lpo-report=report.json", "-p",
+                   "no:cacheprovider", "--lpo-base=main"]
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        text = (root / "report.json").read_text(encoding="utf-8")
+        assert SECRET not in text and not re.search(r"\babc123\b", text)
+        assert "True. (debug: key REDACTED, user REDACTED)" in text and '"True"' in text
+        env["LPO_CI_REPORT_SECRETS"] = "keep"
+        assert subprocess.run(command, cwd=root, env=env, capture_output=True).returncode == 0
+        assert answer in (root / "report.json").read_text(encoding="utf-8")
