@@ -802,3 +802,67 @@ def test_the_report_on_disk_has_no_secrets_unless_kept(tmp_path):
         env["LPO_CI_REPORT_SECRETS"] = "keep"
         assert subprocess.run(command, cwd=root, env=env, capture_output=True).returncode == 0
         assert answer in (root / "report.json").read_text(encoding="utf-8")
+
+
+# --- paths relative to the repository, annotations where the reason points -----------------------
+
+@pytest.mark.parametrize("machine_path", ["/home/runner/work/prompts/prompts/prompts/x.j2",
+                                          r"D:\a\prompts\prompts\prompts\x.j2"], ids=["linux", "windows"])
+def test_a_reason_from_another_runner_is_posted_with_repository_paths(project, fork_safe, tmp_path, capsys,
+                                                                       machine_path):
+    errored = copy.deepcopy(project.report)
+    errored["templates"][0].update(status="error", optimization=None,
+                                   reason=f"{machine_path}:15: Jinja syntax error: unexpected '}}'")
+    with fake_github() as gh:
+        open_pull(gh, project)
+        fork_safe(gh, project)
+        assert publish(PublishOptions(report=write(tmp_path, errored), pr=7)) == EXIT_ERROR
+        body = gh.issue_comments[7][0]["body"]
+    out = capsys.readouterr().out
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    for text in (body, summary, out):
+        assert "runner" not in text and "D:" not in text
+    assert "prompts/x.j2:15: Jinja syntax error" in body.replace("\\", "")
+    (error,) = [line for line in out.splitlines() if line.startswith("::error")]
+    assert "file=prompts/x.j2,line=15::prompts/x.j2:15: Jinja syntax error" in error
+
+
+def test_paths_of_this_runner_are_shown_relative_to_the_repository(project, github_env, tmp_path, capsys,
+                                                                   monkeypatch):
+    errored = copy.deepcopy(project.report)
+    temp = tmp_path / "runner-temp"
+    errored["templates"][0].update(status="error", optimization=None, reason=(
+        f"{project.root / 'prompts' / 'x.j2'}:15: unknown variable; the cache {temp / 'lpo-ci' / 'cache'} "
+        f"and {Path.home() / '.cache' / 'x'} are fine; see pyproject.toml:3 and https://example.com/a/b"))
+    with fake_github() as gh:
+        open_pull(gh, project)
+        github_env(gh, project.base, project.head)
+        monkeypatch.setenv("RUNNER_TEMP", str(temp))
+        assert publish(PublishOptions(report=write(tmp_path, errored))) == EXIT_ERROR
+        body = gh.issue_comments[7][0]["body"].replace("\\", "")
+    assert str(project.root) not in body and str(tmp_path) not in body and str(Path.home()) + "/" not in body
+    assert "prompts/x.j2:15: unknown variable; the cache $RUNNER_TEMP/lpo-ci/cache and ~/.cache/x are fine" in body
+    assert "https://example.com/a/b" in body
+    (error,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::error")]
+    assert "file=prompts/x.j2,line=15::" in error
+
+
+def test_a_reason_naming_the_projects_settings_points_the_annotation_there(project, github_env, tmp_path, capsys):
+    errored = copy.deepcopy(project.report)
+    errored["templates"][0].update(status="error", optimization=None,
+                                   reason="pyproject.toml:3: 'samples' must be a positive integer")
+    with fake_github() as gh:
+        open_pull(gh, project)
+        github_env(gh, project.base, project.head)
+        publish(PublishOptions(report=write(tmp_path, errored), comment=False, suggestions=False))
+    (error,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::error")]
+    assert "file=pyproject.toml,line=3::" in error
+
+
+def test_annotation_texts_say_things_once(regressed, github_env, tmp_path, capsys):
+    report, *_ = regressed  # github_env: outside Actions, annotations are plain lines
+    assert publish(PublishOptions(report=write(tmp_path, report), comment=False, suggestions=False)) == EXIT_FAIL
+    err = capsys.readouterr().err
+    assert "suggested fix: suggested fix" not in err and "regression: regression" not in err
+    assert f"prompts/x.j2:{EDITED_LINE}: notice: lpo-ci: suggested fix: held-out accuracy" in err
+    assert "prompts/x.j2:1: error: lpo-ci: accuracy regression: accuracy dropped 40.0%" in err
