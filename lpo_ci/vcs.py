@@ -68,7 +68,8 @@ def repo_prefix(root: Path) -> str:
 
 def show(root: Path, rev: str, relpath: str) -> str | None:
     """The file at ``rev``, or None if it did not exist there (a new template)."""
-    result = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{relpath}"], capture_output=True)
+    # "./": relative to root, not to the repository's top (a project in a folder of a monorepo)
+    result = subprocess.run(["git", "-C", str(root), "show", f"{rev}:./{relpath}"], capture_output=True)
     if result.returncode != 0:
         return None
     return result.stdout.decode("utf-8", errors="replace")
