@@ -24,7 +24,6 @@ neither listed nor counted; 2 (with --strict) the ratio is above the target.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import re
 import sys

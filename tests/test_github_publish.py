@@ -315,10 +315,8 @@ def test_error_and_pass_and_missing_report_verdicts(regressed, github_env, tmp_p
     errored = copy.deepcopy(report)
     errored["templates"][0].update(status="error", reason="the provider answered 401", optimization=None)
     assert publish(PublishOptions(report=write(tmp_path, errored), comment=False, suggestions=False)) == EXIT_ERROR
-    passing = copy.deepcopy(report)
-    passing["templates"][0].update(status="pass", optimization=None)
-    assert publish(PublishOptions(report=write(tmp_path, passing), comment=False)) == EXIT_OK
-    assert publish(PublishOptions(report=write(tmp_path, passing), pytest_exit_code=1)) == EXIT_ERROR
+    assert publish(PublishOptions(report=write(tmp_path, passing(report)), comment=False)) == EXIT_OK
+    assert publish(PublishOptions(report=write(tmp_path, passing(report)), pytest_exit_code=1)) == EXIT_ERROR
     missing = str(tmp_path / "none.json")
     assert publish(PublishOptions(report=missing, pytest_exit_code=2)) == EXIT_ERROR
     assert publish(PublishOptions(report=missing, pytest_exit_code=5)) == EXIT_OK
@@ -341,12 +339,16 @@ def test_a_malformed_report_names_the_file_and_field(regressed, tmp_path, change
     assert str(caught.value).startswith(f"{path}: {message}")
 
 
-def test_the_cli_reports_bad_input_with_exit_2(tmp_path, capsys):
+def test_the_cli_reports_bad_input_with_exit_2(regressed, tmp_path, capsys):
     from lpo_ci.cli import main
 
     (tmp_path / "r.json").write_text('{"templates": [\n  {"template": "x.j2",}\n]}', encoding="utf-8")
     assert main(["github", "publish", "--report", str(tmp_path / "r.json")]) == EXIT_USAGE
     assert f"{tmp_path / 'r.json'}:2: not JSON" in capsys.readouterr().err
+    report = write(tmp_path, regressed[0])
+    for folder in ("../elsewhere", "/abs/svc"):
+        assert main(["github", "publish", "--report", report, "--project-dir", folder]) == EXIT_USAGE
+        assert f"--project-dir {folder!r} is not a folder inside the repository" in capsys.readouterr().err
 
 
 def test_escape_keeps_text_readable_but_inert():
@@ -442,15 +444,25 @@ def test_optional_blocks_are_shown_and_dropped_first(regressed, tmp_path):
     assert squeezed == without  # the blocks went first; everything else stayed
 
 
-def test_a_refused_edit_never_leaves_the_old_verdict_standing(regressed, github_env, tmp_path, capsys):
+def passing(report: dict) -> dict:
+    data = copy.deepcopy(report)
+    data["templates"][0].update(status="pass", optimization=None)
+    return data
+
+
+def earlier_pass(gh, regressed, github_env, tmp_path) -> dict:
+    """The pull request on the stand-in, with the comment of an earlier run that passed."""
     report, files, base, head = regressed
-    passing = copy.deepcopy(report)
-    passing["templates"][0].update(status="pass", optimization=None)
+    gh.add_pull(7, head_sha=head, files=files)
+    github_env(gh, base, head)
+    assert publish(PublishOptions(report=write(tmp_path, passing(report)), suggestions=False)) == EXIT_OK
+    return dict(gh.issue_comments[7][0])
+
+
+def test_a_refused_edit_never_leaves_the_old_verdict_standing(regressed, github_env, tmp_path, capsys):
+    report, *_ = regressed
     with fake_github() as gh:
-        gh.add_pull(7, head_sha=head, files=files)
-        github_env(gh, base, head)
-        assert publish(PublishOptions(report=write(tmp_path, passing), suggestions=False)) == EXIT_OK
-        (first,) = gh.issue_comments[7]
+        first = earlier_pass(gh, regressed, github_env, tmp_path)
         assert "holds its accuracy" in first["body"]
 
         gh.inject("PATCH", r"/issues/comments/\d+$", 422)  # the new body is refused once
@@ -464,14 +476,9 @@ def test_a_refused_edit_never_leaves_the_old_verdict_standing(regressed, github_
 
 
 def test_an_uneditable_comment_is_deleted_and_posted_anew(regressed, github_env, tmp_path):
-    report, files, base, head = regressed
-    passing = copy.deepcopy(report)
-    passing["templates"][0].update(status="pass", optimization=None)
+    report, *_ = regressed
     with fake_github() as gh:
-        gh.add_pull(7, head_sha=head, files=files)
-        github_env(gh, base, head)
-        assert publish(PublishOptions(report=write(tmp_path, passing), suggestions=False)) == EXIT_OK
-        first = gh.issue_comments[7][0]["id"]
+        first = earlier_pass(gh, regressed, github_env, tmp_path)["id"]
         gh.fail_always[("PATCH", r"/issues/comments/")] = 422
         assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
         (now,) = gh.issue_comments[7]
@@ -480,14 +487,9 @@ def test_an_uneditable_comment_is_deleted_and_posted_anew(regressed, github_env,
 
 
 def test_a_comment_that_can_be_neither_edited_nor_deleted_is_reported(regressed, github_env, tmp_path, capsys):
-    report, files, base, head = regressed
-    passing = copy.deepcopy(report)
-    passing["templates"][0].update(status="pass", optimization=None)
+    report, *_ = regressed
     with fake_github() as gh:
-        gh.add_pull(7, head_sha=head, files=files)
-        github_env(gh, base, head)
-        assert publish(PublishOptions(report=write(tmp_path, passing), suggestions=False)) == EXIT_OK
-        url = gh.issue_comments[7][0]["html_url"]
+        url = earlier_pass(gh, regressed, github_env, tmp_path)["html_url"]
         gh.fail_always.update({("PATCH", r"/issues/comments/"): 422, ("DELETE", r"/issues/comments/"): 403})
         assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
     out = capsys.readouterr().out
@@ -498,13 +500,9 @@ def test_a_comment_that_can_be_neither_edited_nor_deleted_is_reported(regressed,
 
 @pytest.mark.parametrize("case", ["missing", "malformed"])
 def test_a_run_without_a_usable_report_replaces_the_old_verdict(regressed, github_env, tmp_path, case):
-    report, files, base, head = regressed
-    passing = copy.deepcopy(report)
-    passing["templates"][0].update(status="pass", optimization=None)
+    report, *_ = regressed
     with fake_github() as gh:
-        gh.add_pull(7, head_sha=head, files=files)
-        github_env(gh, base, head)
-        assert publish(PublishOptions(report=write(tmp_path, passing), suggestions=False)) == EXIT_OK
+        earlier_pass(gh, regressed, github_env, tmp_path)
         if case == "missing":
             options = PublishOptions(report=str(tmp_path / "none.json"), pytest_exit_code=3)
             assert publish(options) == EXIT_ERROR
@@ -681,18 +679,16 @@ def test_two_projects_in_one_repository_keep_a_comment_each(regressed, github_en
 
 def test_two_workflows_keep_a_comment_each_unless_they_share_a_key(regressed, github_env, tmp_path, monkeypatch):
     report, files, base, head = regressed
-    passing = copy.deepcopy(report)
-    passing["templates"][0].update(status="pass", optimization=None)
     with fake_github() as gh:
         gh.add_pull(7, head_sha=head, files=files)
         github_env(gh, base, head)
-        for workflow_name, data in (("prompts (gpt-4o)", report), ("prompts (local)", passing)):
+        for workflow_name, data in (("prompts (gpt-4o)", report), ("prompts (local)", passing(report))):
             monkeypatch.setenv("GITHUB_WORKFLOW", workflow_name)
             monkeypatch.setenv("GITHUB_JOB", "gate")
             publish(PublishOptions(report=write(tmp_path, data), suggestions=False))
         assert ["regressed" in c["body"] for c in ours(gh)] == [True, False]
         gh.issue_comments[7].clear()
-        for workflow_name, data in (("prompts (gpt-4o)", report), ("prompts (local)", passing)):
+        for workflow_name, data in (("prompts (gpt-4o)", report), ("prompts (local)", passing(report))):
             monkeypatch.setenv("GITHUB_WORKFLOW", workflow_name)
             publish(PublishOptions(report=write(tmp_path, data), suggestions=False, comment_key="prompts"))
         (shared,) = ours(gh)
