@@ -480,10 +480,12 @@ def test_an_uneditable_comment_is_deleted_and_posted_anew(regressed, github_env,
     with fake_github() as gh:
         first = earlier_pass(gh, regressed, github_env, tmp_path)["id"]
         gh.fail_always[("PATCH", r"/issues/comments/")] = 422
+        gh.inject("DELETE", r"/issues/comments/", 502, after_write=True)  # deleted, then a 502: a retry gets 404
         assert publish(PublishOptions(report=write(tmp_path, report), suggestions=False)) == EXIT_FAIL
         (now,) = gh.issue_comments[7]
         assert now["id"] != first and "1 template regressed" in now["body"] and "**FAIL**" in now["body"]
-        assert ("DELETE", f"/repos/octo/prompts/issues/comments/{first}", 204) in gh.log
+        assert ("DELETE", f"/repos/octo/prompts/issues/comments/{first}", 502) in gh.log
+        assert ("DELETE", f"/repos/octo/prompts/issues/comments/{first}", 404) in gh.log
 
 
 def test_a_comment_that_can_be_neither_edited_nor_deleted_is_reported(regressed, github_env, tmp_path, capsys):
@@ -604,6 +606,7 @@ def test_a_posted_suggestion_is_derived_from_the_templates_texts(project, fork_s
     if attack == "replacement":
         (suggestion,) = posted
         assert EVIL not in suggestion and EVIL not in body
+        assert "Found and measured by this pull request's own run" in suggestion.replace("\\", "")
         wanted = project.report["templates"][0]["optimization"]["winner_source"].split("\n")[EDITED_LINE - 1]
         assert f"```suggestion\n{wanted}\n```" in suggestion
     elif attack == "syntax":

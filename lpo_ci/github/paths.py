@@ -47,7 +47,8 @@ class PathScrubber:
         if repo_top is not None:
             roots.append((str(repo_top), ""))
         for name, shown in (("GITHUB_WORKSPACE", ""), ("RUNNER_TEMP", "$RUNNER_TEMP/"),
-                            ("RUNNER_TOOL_CACHE", "$RUNNER_TOOL_CACHE/"), ("HOME", "~/")):
+                            ("RUNNER_TOOL_CACHE", "$RUNNER_TOOL_CACHE/"), ("HOME", "~/"),
+                            ("USERPROFILE", "~/")):
             if environ.get(name):
                 roots.append((environ[name], shown))
         expanded = []

@@ -238,8 +238,8 @@ def publish(options: PublishOptions) -> int:
     label = options.comment_key or prefix.rstrip("/") or None
     if api is not None:
         _post(api, target, view, options, posting, key=key, label=label,
-              why=None if view is not None else message)
-    problems = posting.problems
+              why=None if view is not None else message, untrusted=distrust, redact=redact)
+    problems = [redact(problem) for problem in posting.problems]
     _warn(problems)
 
     if view is not None:
@@ -262,12 +262,14 @@ def publish(options: PublishOptions) -> int:
 
 
 def _post(api: GitHubAPI, target: workflow.PullRequest, view: ReportView | None, options: PublishOptions,
-          posting: Posting, *, key: str, label: str | None, why: str | None) -> None:
+          posting: Posting, *, key: str, label: str | None, why: str | None, untrusted: bool,
+          redact: Redactor) -> None:
     identity = whoami(api)
     _say(f"posting as {identity.login or 'a bot account'} ({identity.how})")
     if view is not None and options.suggestions and view.regressed:
         try:
-            result = review.post_suggestions(api, target.repo, target.number, target.head_sha, view, identity)
+            result = review.post_suggestions(api, target.repo, target.number, target.head_sha, view, identity,
+                                             untrusted)
             posting.posted, posting.unposted = result.posted, result.skipped
             if result.problem:
                 posting.problems.append(result.problem)
@@ -281,7 +283,7 @@ def _post(api: GitHubAPI, target: workflow.PullRequest, view: ReportView | None,
     run_url = workflow.run_url()
 
     def notice(reason: str) -> str:
-        return comment.notice(view, why=reason, marker_text=marker_text, label=label, run_url=run_url)
+        return comment.notice(view, why=redact(reason), marker_text=marker_text, label=label, run_url=run_url)
 
     if view is None:
         body = notice(why or "no report")

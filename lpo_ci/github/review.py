@@ -54,6 +54,7 @@ def _fits(hunks: list[set[int]], start: int, end: int) -> bool:
 class Planned:
     template: TemplateView
     suggestion: Suggestion
+    untrusted: bool = False  # from a report of another run: the pull request's own claims
 
     @property
     def key(self) -> str:
@@ -67,6 +68,8 @@ class Planned:
         o = self.template.optimization
         why = (f"lpo-ci suggests this edit: held-out accuracy {o.heldout_head or 0:.1%} → "
                f"{o.heldout_winner or 0:.1%} (p = {o.p_value or 0:.2g}) on {self.template.data}.")
+        if self.untrusted:
+            why += " Found and measured by this pull request's own run: review it as you would its code."
         return f"{escape(why)}\n\n{self.suggestion.block()}\n{KEY_MARKER.format(key=self.key)}"
 
     def comment(self) -> dict:
@@ -77,7 +80,7 @@ class Planned:
         return comment
 
 
-def plan(view: ReportView, files: list[dict]) -> tuple[list[Planned], dict[str, str]]:
+def plan(view: ReportView, files: list[dict], untrusted: bool = False) -> tuple[list[Planned], dict[str, str]]:
     """The suggestions that can be posted, and why the others cannot (by path)."""
     patches = {f.get("filename"): f.get("patch") or "" for f in files if isinstance(f, dict)}
     postable: list[Planned] = []
@@ -99,7 +102,7 @@ def plan(view: ReportView, files: list[dict]) -> tuple[list[Planned], dict[str, 
         if not all(_fits(hunks, s.start_line, s.end_line) for s in t.fix_suggestions):
             skipped[t.path] = "the lines to change are not all in this pull request's diff"
             continue  # half a fix would be worse than the patch
-        planned = [Planned(t, s) for s in t.fix_suggestions]
+        planned = [Planned(t, s, untrusted) for s in t.fix_suggestions]
         if any(size(p.body()) > COMMENT_LIMIT for p in planned):
             skipped[t.path] = "the suggestion is too long for a review comment"
             continue
@@ -129,12 +132,12 @@ def _batches(fresh: list[Planned]) -> list[list[Planned]]:
 
 
 def post_suggestions(api: GitHubAPI, repo: str, number: int, head_sha: str, view: ReportView,
-                     identity: Identity) -> Posted:
+                     identity: Identity, untrusted: bool = False) -> Posted:
     """Post the new suggestions as reviews; suggestions of ours already there count as posted."""
     from .api import GitHubError
 
     files = api.paginate(f"/repos/{repo}/pulls/{number}/files")
-    planned, skipped = plan(view, files)
+    planned, skipped = plan(view, files, untrusted)
     # Line numbers come from the evaluated file (in Actions, the merge commit's): they hold on
     # the PR's head only if the file there is the same text.
     evaluated = {p.template.path: p.template.optimization.head_source or "" for p in planned}

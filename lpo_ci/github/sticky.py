@@ -86,7 +86,7 @@ class Sticky:
         except GitHubError:
             pass
         try:
-            self.api.request("DELETE", path)
+            self._delete(path)
         except GitHubError as exc:
             raise GitHubError("PATCH", path, refused.status,
                               f"{refused.message}; the earlier report comment {old_url} still shows an earlier "
@@ -115,11 +115,19 @@ class Sticky:
                             [f"the full report could not be posted; the comment shows the verdict and a notice: "
                              f"{refused}"])
 
+    def _delete(self, path: str) -> None:
+        """DELETE, where a 404 means done (a retry after a 502 that came once it was deleted)."""
+        try:
+            self.api.request("DELETE", path)
+        except GitHubError as exc:
+            if exc.status != 404:
+                raise
+
     def _retire(self, comment: dict, current_url: str) -> list[str]:
         """Delete an older duplicate of ours (two runs raced); failing that, point it at the current one."""
         path = f"/repos/{self.repo}/issues/comments/{comment['id']}"
         try:
-            self.api.request("DELETE", path)
+            self._delete(path)
             return []
         except GitHubError:
             pass
