@@ -1,8 +1,9 @@
 """A GitHub REST API stand-in on 127.0.0.1 for testing the PR publisher.
 
 It serves the few endpoints publishing uses (pull request and its files, issue
-comments, review comments, reviews) and enforces the rules GitHub enforces
-there, so a publisher that passes against it has its auth, pagination,
+comments and their deletion, review comments, reviews, file contents, the
+authenticated user and the GraphQL viewer) and enforces the rules GitHub
+enforces there, so a publisher that passes against it has its auth, pagination,
 edit-in-place, diff-line and retry logic checked over real sockets, without
 network access or a token:
 
