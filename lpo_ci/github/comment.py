@@ -196,16 +196,14 @@ def render(view: ReportView, *, limit: int, marker_text: str = "", label: str | 
         if len(rows) < len(listed) and not last:
             continue
         if len(rows) < len(listed):  # the leanest shape: as many rows as fit, the rest counted
-            rest = listed[len(rows):]
-            more = _piece(m.more_rows(sum(t.status == "fail" for t in rest), sum(t.status == "error" for t in rest),
-                                      0, elsewhere))
-            budget = limit - size(assemble(shape, [], hidden_passing, more, [], "", True))
+            def counted(rest: list[TemplateView]) -> str:
+                return _piece(m.more_rows(sum(t.status == "fail" for t in rest),
+                                          sum(t.status == "error" for t in rest), 0, elsewhere))
+
+            budget = limit - size(assemble(shape, [], hidden_passing, counted(listed), [], "", True))
             rows = _take((row(t, True) for t in listed), budget, 1)
-            rest = listed[len(rows):]
-            more = _piece(m.more_rows(sum(t.status == "fail" for t in rest), sum(t.status == "error" for t in rest),
-                                      0, elsewhere))
-            text = assemble(shape, rows, hidden_passing, more, [], "", True)
-            return text if size(text) <= limit else _minimal(view, head, tail, limit, m, elsewhere)
+            text = assemble(shape, rows, hidden_passing, counted(listed[len(rows):]), [], "", True)
+            return text if rows and size(text) <= limit else _minimal(view, head, tail, limit, m, elsewhere)
         if not shape.details:
             return assemble(shape, rows, hidden_passing, "", [], "", trimmed)
         base = assemble(shape, rows, hidden_passing, "", [], "", trimmed)

@@ -171,16 +171,10 @@ def _warn(problems: list[str]) -> None:
                           title="lpo-ci: publishing")
 
 
-def publish(options: PublishOptions) -> int:
-    token = os.environ.get("GITHUB_TOKEN", "")
-    secrets = secrets_from_env()  # GITHUB_TOKEN among them
-    workflow.mask(secrets)
-    redact = Redactor(secrets)
-    place = _place()
-    distrust = untrusted(options)
+def _read(options: PublishOptions, place: Place, redact: Redactor) -> tuple[ReportView | None, ReportError | None,
+                                                                          int, str]:
+    """(the report, or None; the error reading it; the exit status; the verdict's message, as posted)."""
     report_path = Path(options.report)
-    view: ReportView | None = None
-    read_error: ReportError | None = None
     if not report_path.exists() and options.pytest_exit_code == PYTEST_NO_TESTS:
         view = ReportView(str(report_path), "", None, [])
     elif not report_path.exists() and options.pytest_exit_code not in (None, 0):
@@ -190,21 +184,37 @@ def publish(options: PublishOptions) -> int:
         try:
             view = load_report(report_path, redact, scrub)
         except ReportError as exc:
-            read_error = exc
-    if read_error is not None:
-        status, message = EXIT_USAGE, redact(scrub(str(read_error)))  # the text posted in the comment
-    else:
-        status, message = _verdict(view, options.pytest_exit_code)
+            return None, exc, EXIT_USAGE, redact(scrub(str(exc)))
+    return (view, None, *_verdict(view, options.pytest_exit_code))
 
+
+def _globs(options: PublishOptions, place: Place, prefix: str, distrust: bool, api: GitHubAPI | None,
+           target: workflow.PullRequest | None, base_sha: str | None) -> targets.TemplateGlobs:
+    if not distrust:
+        return targets.from_checkout(place.top / prefix, prefix, list(options.prompts))
+    if api is None or not base_sha:
+        return targets.TemplateGlobs(prefix, "the base branch", None,
+                                     "the base branch's configuration could not be read (no pull request access)")
+    return targets.from_base_branch(api, target.repo, base_sha, prefix, list(options.prompts))
+
+
+def publish(options: PublishOptions) -> int:
+    token = os.environ.get("GITHUB_TOKEN", "")
+    secrets = secrets_from_env()  # GITHUB_TOKEN among them
+    workflow.mask(secrets)
+    redact = Redactor(secrets)
+    place = _place()
+    distrust = untrusted(options)
+    view, read_error, status, message = _read(options, place, redact)
     if options.project_dir is not None:
         prefix = _prefix(options.project_dir)
     else:
         prefix = place.cwd_prefix if distrust or view is None else view.prefix
+
     target = workflow.pull_request(options.repo, options.pr, options.head_sha)
     posting = Posting()
     api, base_sha = None, None
-    wants_posting = options.comment or options.suggestions
-    if wants_posting:
+    if options.comment or options.suggestions:
         if target is None:
             _say("not a pull request run (no PR number and head commit): nothing posted")
         elif not token:
@@ -219,14 +229,7 @@ def publish(options: PublishOptions) -> int:
 
     patch_path = None
     if view is not None:
-        if distrust:
-            globs = targets.from_base_branch(api, target.repo, base_sha, prefix, list(options.prompts)) \
-                if api is not None and base_sha else \
-                targets.TemplateGlobs(prefix, "the base branch", None,
-                                      "the base branch's configuration could not be read (no pull request access)")
-        else:
-            globs = targets.from_checkout(place.top / prefix, prefix, list(options.prompts))
-        targets.withhold_untrusted_fixes(view, globs)
+        targets.withhold_untrusted_fixes(view, _globs(options, place, prefix, distrust, api, target, base_sha))
         _annotate(view, prefix, place.top)
         patch = "".join(t.fix_patch for t in view.templates)
         if patch and options.patch_out:
@@ -234,11 +237,10 @@ def publish(options: PublishOptions) -> int:
             patch_path.parent.mkdir(parents=True, exist_ok=True)
             patch_path.write_text(patch, encoding="utf-8")
 
-    key = options.comment_key or default_comment_key(prefix)
     label = options.comment_key or prefix.rstrip("/") or None
     if api is not None:
-        _post(api, target, view, options, posting, key=key, label=label,
-              why=None if view is not None else message, untrusted=distrust, redact=redact)
+        _post(api, target, view, options, posting, key=options.comment_key or default_comment_key(prefix),
+              label=label, why=None if view is not None else message, untrusted=distrust, redact=redact)
     problems = [redact(problem) for problem in posting.problems]
     _warn(problems)
 
@@ -249,11 +251,9 @@ def publish(options: PublishOptions) -> int:
         workflow.append_summary(summary)
     else:
         workflow.annotate("error", message, title="lpo-ci: evaluation error")
-    outside = options.pytest_exit_code not in (None, 0, PYTEST_NO_TESTS) and view is not None \
-        and not view.regressed and not view.errored
-    workflow.set_outputs(report=str(report_path) if view is not None else "",
+    workflow.set_outputs(report=options.report if view is not None else "",
                          regressed=bool(view and view.regressed),
-                         errored=view is None or bool(view.errored) or outside,
+                         errored=view is None or bool(view.errored) or status == EXIT_ERROR,
                          patch=str(patch_path) if patch_path else "", comment_url=posting.comment_url)
     if read_error is not None:
         raise read_error
