@@ -865,3 +865,21 @@ def test_annotation_texts_say_things_once(regressed, github_env, tmp_path, capsy
     assert "suggested fix: suggested fix" not in err and "regression: regression" not in err
     assert f"prompts/x.j2:{EDITED_LINE}: notice: lpo-ci: suggested fix: held-out accuracy" in err
     assert "prompts/x.j2:1: error: lpo-ci: accuracy regression: accuracy dropped 40.0%" in err
+
+
+def test_many_suggestions_go_out_in_reviews_of_twenty_never_splitting_a_template(project, github_env, tmp_path):
+    from lpo_ci.github.review import REVIEW_BATCH
+
+    many_fixes = copy.deepcopy(project.report)
+    template = many_fixes["templates"][0]
+    many_fixes["templates"] = [dict(copy.deepcopy(template), template=f"prompts/t{i:02}.j2") for i in range(25)]
+    (x,) = project.files
+    files = [dict(x, filename=f"prompts/t{i:02}.j2") for i in range(25)]
+    with fake_github() as gh:
+        open_pull(gh, project, files)
+        github_env(gh, project.base, project.head)
+        for _ in range(2):  # the second run finds them all
+            assert publish(PublishOptions(report=write(tmp_path, many_fixes))) == EXIT_FAIL
+        assert [len([c for c in gh.review_comments[7] if c["pull_request_review_id"] == r["id"]])
+                for r in gh.reviews[7]] == [REVIEW_BATCH, 25 - REVIEW_BATCH]
+        assert sorted(c["path"] for c in gh.review_comments[7]) == [f"prompts/t{i:02}.j2" for i in range(25)]
