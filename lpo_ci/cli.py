@@ -190,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--head-sha", help="the commit that was evaluated")
     pub.add_argument("--api-url", help="GitHub API URL (default: $GITHUB_API_URL, else api.github.com)")
     pub.add_argument("--pytest-exit-code", type=int, help="exit status of the pytest run that wrote the report")
+    pub.add_argument("--comment-key", help="key of the sticky comment (default: the project folder, workflow and job)")
+    pub.add_argument("--project-dir", help="the project's folder in the repository (default: the report's, or "
+                                           "with an untrusted report the current directory's)")
+    pub.add_argument("--prompts", action="append", default=[], help="template glob the evaluation used (repeat)")
+    pub.add_argument("--untrusted-report", action="store_true",
+                     help="the report comes from another run: show and post fixes only on templates by the "
+                          "base branch's globs (implied by --pr and workflow_run/pull_request_target events)")
     pub.set_defaults(handler=_github_publish)
     return parser
 
@@ -202,7 +209,8 @@ def _github_publish(args: argparse.Namespace) -> int:
         return publish(PublishOptions(
             report=args.report, comment=args.comment, suggestions=args.suggestions, patch_out=args.patch,
             repo=args.repo, pr=args.pr, head_sha=args.head_sha, api_url=args.api_url,
-            pytest_exit_code=args.pytest_exit_code))
+            pytest_exit_code=args.pytest_exit_code, comment_key=args.comment_key, project_dir=args.project_dir,
+            prompts=tuple(args.prompts), untrusted_report=args.untrusted_report))
     except LpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
