@@ -61,6 +61,10 @@ class Prepared:
     pool: list = field(default_factory=list)  # every example, for the optimizer's splits
     task: str = ""  # what the data is, for optimizer meta-prompts
 
+    def scorer_info(self) -> dict[str, Any]:
+        """The scorer's name and version, as the report records them."""
+        return {"name": self.scorer.name, "version": self.scorer.version}
+
 
 @dataclass
 class ItemReport:
@@ -103,6 +107,7 @@ class ItemReport:
             "base": self.base.summary() if self.base else None,
             "usage": self.usage.to_dict(), "seconds": round(self.seconds, 3),
             "fingerprint": self.fingerprint,
+            "scorer": self.prepared.scorer_info() if self.prepared else None,
             "examples": examples,
         }
 
@@ -128,10 +133,12 @@ class Session:
             self._base_rev = vcs.resolve_base(self.settings.root, self._base_ref) if self._use_git else None
         return self._base_rev
 
-    def prepare(self, template: TemplateFile) -> Prepared:
-        """Load the data and build the scorer and client (errors name the spec line)."""
+    def prepare(self, template: TemplateFile, base_source: str | None = None) -> Prepared:
+        """Load the data and build the scorer and client (errors name the spec line).
+        ``base_source``, the base version's text, adds its derived stop sequences."""
         from . import benchmarks
-        from .scoring import get_scorer
+        from .scoring import build_scorer
+        from .stops import request_stops
 
         spec = template.spec
         if spec.benchmark:
@@ -144,16 +151,19 @@ class Session:
             scorer_name = spec.scorer or "exact"
         pool = examples
         examples = benchmarks.sample_examples(pool, spec.samples, spec.seed)
-        options = {"pattern": spec.pattern} if spec.pattern else None
-        scorer = get_scorer(scorer_name, options, **spec.where("scorer"))
+        scorer = build_scorer(spec, scorer_name, self.settings, self.cache)
+        stop = request_stops(spec.mode, spec.stop, [template.source, *filter(None, [base_source])],
+                             examples[0].variables if examples else None)
         params = ModelParams(model=resolve_model(spec), mode=spec.mode, temperature=spec.temperature,
-                             max_tokens=spec.max_tokens, stop=tuple(spec.stop) if spec.stop else None,
-                             api_base=spec.api_base, seed=spec.seed)
+                             max_tokens=spec.max_tokens, stop=stop, api_base=spec.api_base, seed=spec.seed)
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
                              retries=self.settings.retries, timeout=spec.timeout)
+        # Stops derived from the template belong to the template under test, not to the setup;
+        # the scorer's version does: outcomes made under other extraction rules do not compare.
+        setup = {**params.request(""), "stop": list(spec.stop) if spec.stop else None}
         fingerprint = hashlib.sha256(json.dumps(
-            [data_label(spec), scorer_name, spec.pattern, params.request(""), spec.samples, spec.seed,
-             [e.id for e in examples]], sort_keys=True, default=str).encode()).hexdigest()[:16]
+            [data_label(spec), scorer_name, spec.pattern, setup, spec.samples, spec.seed,
+             [e.id for e in examples], scorer.version], sort_keys=True, default=str).encode()).hexdigest()[:16]
         return Prepared(template, examples, scorer, client, fingerprint, pool, data_label(spec))
 
     def run(self, template: TemplateFile, progress=None) -> ItemReport:
@@ -162,9 +172,9 @@ class Session:
     async def run_async(self, template: TemplateFile, progress=None) -> ItemReport:
         started = time.perf_counter()
         spec = template.spec
-        prepared = self.prepare(template)
-        head_template = compile_template(template.source, template.path)
         base_source = vcs.show(self.settings.root, self.base_rev, template.relpath) if self.base_rev else None
+        prepared = self.prepare(template, base_source)
+        head_template = compile_template(template.source, template.path)
         rules = GateRules(tolerance=spec.tolerance, alpha=spec.alpha, min_accuracy=spec.min_accuracy,
                           max_error_rate=spec.max_error_rate)
         report = ItemReport(template=template.relpath, line=template.spec_line, data=data_label(spec),
