@@ -40,7 +40,8 @@ class ExactMatch:
 
     def __call__(self, prediction: str, reference: str) -> bool:
         # lm-eval holds the strings in numpy arrays, which drop trailing NULs at every step
-        prediction, reference = prediction.rstrip("\x00"), reference.rstrip("\x00")
+        if not self.regexes_to_ignore:
+            prediction, reference = prediction.rstrip("\x00"), reference.rstrip("\x00")
         for pattern in self.regexes_to_ignore:
             prediction = re.sub(pattern, "", prediction).rstrip("\x00")
             reference = re.sub(pattern, "", reference).rstrip("\x00")
@@ -247,7 +248,10 @@ class NumberFilter:
         if not match:
             match = _find(_ENGLISH_NUMBER, response.lower(), self.group_select)
             if match:
-                match = str(word_to_number(match))
+                try:
+                    match = str(word_to_number(match))
+                except ValueError:
+                    return FALLBACK  # where lm-eval's run stops with this error: no answer
         return match if match else FALLBACK
 
 
