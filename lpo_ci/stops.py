@@ -4,7 +4,8 @@ A base model in completion mode does not stop after its answer: it goes on
 and invents the next example ("…So the answer is (C).\\n\\nQ: …\\nA: … (A)").
 The template says where an example starts, so it says where to stop:
 
-* the label of the line that opens the final example (``Q:``, ``Question:``,
+* when the prompt ends with an answer prefix (a labelled line such as ``A:``),
+  the label of the line that opens the final example (``Q:``, ``Question:``,
   ``Input:`` …; the first labelled line holding a variable, after the last
   blank line of the template's literal text) gives the stop ``"\\n" + label``;
 * when the rendered prompt holds earlier examples that are separated by a
@@ -64,8 +65,10 @@ def example_label(template_source: str) -> tuple[str | None, str | None]:
     lines = [line for line in lines if line.strip()]
     if not lines:
         return None, None
-    answer = _label(lines[-1])
-    body = lines[:-1] if answer else lines
+    answer = _label(lines[-1]) if _VARIABLE not in lines[-1] else None
+    if answer is None:
+        return None, None  # the prompt does not end with an answer prefix: no Q/A structure
+    body = lines[:-1]
     opening = None
     for index, line in enumerate(body):
         if _VARIABLE in line:
