@@ -121,7 +121,7 @@ def bbh_answers(task: str, source: str, target: str, rng: random.Random):
         forms = [str(n)] + ([in_words(n)] if in_words(n) else [])
         return forms, str(wrong), [str(wrong)], "number"
     words = target.split()
-    if len(words) >= 2:
+    if len(set(words)) >= 2:
         shuffled = words[:]
         while shuffled == words:
             rng.shuffle(shuffled)
@@ -362,8 +362,8 @@ def multiarith_rows(data: Path, count: int, rng: random.Random):
 # The local model's responses to real few-shot BBH prompts
 
 
-def local_items(data: Path, per_task: int) -> list[Item]:
-    from lpo_ci.cache import ResponseCache
+def local_items(data: Path, per_task: int, cached_only: bool = False) -> list[Item]:
+    from lpo_ci.cache import ResponseCache, cache_key
     from lpo_ci.llm import ModelClient, ModelParams
     from lpo_ci.local_model import DEFAULT_LOCAL_MODEL, is_available
 
@@ -384,7 +384,10 @@ def local_items(data: Path, per_task: int) -> list[Item]:
             for style, prefix, suffix in (("cot", cot, "\nA: Let's think step by step.\n"),
                                           ("direct", direct, "\nA:")):
                 prompt = f"{prefix}\n\nQ: {example['input']}{suffix}"
-                text = asyncio.run(clients[style].complete(prompt)).text or ""
+                client = clients[style]
+                if cached_only and cache.get(cache_key(client.params.request(prompt))) is None:
+                    continue
+                text = asyncio.run(client.complete(prompt)).text or ""
                 own = text.split("\nQ:")[0]
                 if style == "cot":
                     found = re.search(r"So the answer is (.*?)\.?(?:\n|$)", own)
@@ -441,6 +444,8 @@ def main() -> int:
     parser.add_argument("--multiarith", type=int, default=75, help="MultiArith problems (4 shapes each)")
     parser.add_argument("--local-per-task", type=int, default=2,
                         help="local-model examples per BBH task (x2 prompt styles; cached after the first run)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="use only the local-model responses already in the cache (no generation)")
     parser.add_argument("--show-local", action="store_true", help="print the local model's responses and labels")
     args = parser.parse_args()
     data = Path(os.environ.get("LPO_CI_DATA_DIR") or ROOT.parent / "shared" / "data")
@@ -452,7 +457,7 @@ def main() -> int:
     for task in BBH_TASKS:
         examples = json.loads((data / "bbh" / f"{task}.json").read_text())["examples"]
         items += bbh_items(task, examples, rng, args.bbh_per_task)
-    local = local_items(data, args.local_per_task)
+    local = local_items(data, args.local_per_task, args.cached_only)
     items += local
     if args.show_local:
         for item in local:
