@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from .llm import ModelClient, Usage
 from .render import PromptTemplate
-from .scoring import Outcome, Scorer, score_response
+from .scoring import Outcome, Scorer, score_response_async
+from .stops import cut_at_stops
 from .stats import wilson_interval
 
 RESPONSE_KEEP_CHARS = 2000  # responses can be huge; reports keep the start
@@ -27,11 +28,13 @@ class ExampleResult:
     response: str | None = None
     error: str | None = None
     cached: bool = False
+    note: str | None = None  # why an answer is a format failure, or how it was read
+    judge: dict[str, Any] | None = None  # a judge model's verdict and reason
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "outcome": self.outcome.value, "target": self.target,
                 "extracted": self.extracted, "response": self.response, "error": self.error,
-                "cached": self.cached}
+                "cached": self.cached, "note": self.note, "judge": self.judge}
 
 
 @dataclass
@@ -103,12 +106,17 @@ async def evaluate(template: PromptTemplate, examples: list, client: ModelClient
         return completion
 
     completions = await asyncio.gather(*(one(p) for p in prompts))
+    # Stops apply after the fact too: to cached responses and to providers that ignore them.
+    texts = [cut_at_stops(c.text, client.params.stop) for c in completions]
+    scores = await asyncio.gather(*(score_response_async(scorer, text, example.target, example)
+                                    for example, text in zip(examples, texts)))
     results = []
-    for example, completion in zip(examples, completions):
-        score = score_response(scorer, completion.text, example.target)
-        text = completion.text
+    for example, completion, text, score in zip(examples, completions, texts, scores):
+        if score.call is not None:  # a judge's model call
+            usage.add(score.call)
         results.append(ExampleResult(
             id=example.id, outcome=score.outcome, target=example.target, extracted=score.extracted,
             response=text[:RESPONSE_KEEP_CHARS] if text is not None else None,
-            error=completion.error, cached=completion.cached))
+            error=completion.error or (score.call.error if score.call is not None else None),
+            cached=completion.cached, note=score.note, judge=score.judge))
     return EvalResult(results=results, usage=usage, seconds=time.perf_counter() - started)

@@ -78,6 +78,9 @@ TEMPLATE_KEYS: dict[str, tuple[Any, str]] = {
     "dataset": (lambda v: isinstance(v, (str, dict)), "a file path, 'hf:owner/name' or a mapping"),
     "scorer": (_string, "a scorer name or 'module:function'"),
     "pattern": (_string, "a regular expression (for scorer: regex)"),
+    "rubric": (_string, "a Jinja2 rubric file, relative to the project root (for scorer: judge)"),
+    "judge_model": (_string, "a litellm model name such as openai/gpt-4o-mini (for scorer: judge)"),
+    "judge_api_base": (_string, "the URL of the judge model's OpenAI-compatible server"),
     "model": (_string, "a litellm model name such as openai/gpt-4o-mini"),
     "mode": (lambda v: v in ("chat", "completion"), "'chat' or 'completion'"),
     "samples": (_positive_int, "a positive integer"),
@@ -116,6 +119,9 @@ class TestSpec:
     dataset: Any = None
     scorer: str | None = None
     pattern: str | None = None
+    rubric: str | None = None
+    judge_model: str | None = None
+    judge_api_base: str | None = None
     model: str | None = None
     mode: str = "chat"
     samples: int = 50
