@@ -56,6 +56,9 @@ def _eval(args: argparse.Namespace) -> int:
             "samples": args.samples, "seed": args.seed, "concurrency": args.concurrency,
             "api_base": args.api_base, "mode": args.mode})
         session = Session(settings, base_ref=args.base, use_git=not args.no_base)
+        from .history.hook import install
+
+        install(session, fresh=args.fresh)
         items, worst = [], EXIT_OK
         for path in paths:
             template = read_template(settings, path)
@@ -103,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", help="response cache directory")
     ev.add_argument("--data-dir", help="local mirror of the benchmark data")
     ev.add_argument("--root", help="project root (default: nearest folder with pyproject.toml)")
+    ev.add_argument("--fresh", action="store_true", help="ask the model again instead of reading the cache")
     ev.set_defaults(handler=_eval)
     op = commands.add_parser("optimize", help="search for a small edit that raises a template's accuracy",
                              description="Bounded Local Prompt Optimization: scores the template (and its base "
@@ -154,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--api-url", help="GitHub API URL (default: $GITHUB_API_URL, else api.github.com)")
     pub.add_argument("--pytest-exit-code", type=int, help="exit status of the pytest run that wrote the report")
     pub.set_defaults(handler=_github_publish)
+    from .history.cli import add_parser as add_history_parser
+
+    add_history_parser(commands)
     return parser
 
 

@@ -48,6 +48,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="instruction-following model for the optimizer (default: LLM-free operators)")
     group.addoption("--lpo-data-dir", metavar="DIR",
                     help="local mirror of the benchmark data (default: $LPO_CI_DATA_DIR, else the hub)")
+    group.addoption("--lpo-history", action="store_true", default=False,
+                    help="append this run's results to the history (default: the .lpo-ci/history/ folder)")
+    group.addoption("--lpo-history-branch", metavar="BRANCH",
+                    help="keep the history on this git branch: read for trends and drift gates, "
+                         "committed to (not pushed) by --lpo-history")
+    group.addoption("--lpo-fresh", action="store_true", default=False,
+                    help="ask the model again instead of reading the response cache (new answers are "
+                         "cached); an unchanged template that drops against its last record fails as model drift")
 
 
 def _wants_lpo(config: pytest.Config) -> bool:
@@ -90,6 +98,10 @@ class LpoPlugin:
         self.session = Session(self.settings, base_ref=config.getoption("lpo_base"))
         self.update_baseline = config.getoption("lpo_update_baseline")
         self.results: dict[str, dict] = {}
+        from .history.hook import install
+
+        install(self.session, branch=config.getoption("lpo_history_branch"), fresh=config.getoption("lpo_fresh"))
+        self.history_notes: list[str] = []
 
     @property
     def is_controller(self) -> bool:
@@ -151,13 +163,17 @@ class LpoPlugin:
             write_json(Path(self.config.invocation_params.dir) / path,
                        build_report(items, base_rev=self.session.base_rev if items else None,
                                     root=self.settings.root))
+        if self.config.getoption("lpo_history"):
+            from .history.hook import record_items
+
+            self.history_notes = record_items(items, self.session, self.config.getoption("lpo_history_branch"))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.is_controller or not self.results:
             return
         from .report import terminal_summary
 
-        notes = []
+        notes = list(self.history_notes)
         if self.update_baseline and self.settings.baseline:
             notes.append(f"baseline written to {self.settings.baseline}")
         terminalreporter.write_sep("=", "lpo-ci summary")

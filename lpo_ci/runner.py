@@ -76,6 +76,7 @@ class ItemReport:
     usage: Usage = field(default_factory=Usage)
     prepared: Prepared | None = None  # examples, scorer and client: reused by the optimizer
     base_source: str | None = None  # the base version's text, for the optimizer
+    history: dict[str, Any] | None = None  # trend and history gates (lpo_ci.history)
 
     @property
     def status(self) -> str:
@@ -102,7 +103,7 @@ class ItemReport:
             "head": self.head.summary() if self.head else None,
             "base": self.base.summary() if self.base else None,
             "usage": self.usage.to_dict(), "seconds": round(self.seconds, 3),
-            "fingerprint": self.fingerprint,
+            "fingerprint": self.fingerprint, "history": self.history,
             "examples": examples,
         }
 
@@ -121,6 +122,8 @@ class Session:
         self._base_ref = base_ref
         self._use_git = use_git
         self._base_rev: str | None | bool = False  # False: not resolved yet
+        self.fresh = False  # ask the model again instead of reading the cache (--lpo-fresh)
+        self.history = None  # lpo_ci.history.hook.HistoryGates, applied after the gate
 
     @property
     def base_rev(self) -> str | None:
@@ -150,7 +153,7 @@ class Session:
                              max_tokens=spec.max_tokens, stop=tuple(spec.stop) if spec.stop else None,
                              api_base=spec.api_base, seed=spec.seed)
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
-                             retries=self.settings.retries, timeout=spec.timeout)
+                             retries=self.settings.retries, timeout=spec.timeout, fresh=self.fresh)
         fingerprint = hashlib.sha256(json.dumps(
             [data_label(spec), scorer_name, spec.pattern, params.request(""), spec.samples, spec.seed,
              [e.id for e in examples]], sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -192,6 +195,8 @@ class Session:
             report.head = head
             stored = self.baseline.outcomes(template.relpath, prepared.fingerprint)
             report.verdict = decide(head, stored, "baseline" if stored is not None else "none", rules)
+        if self.history is not None:
+            self.history.after_gate(report, template)
         for result in (report.head, report.base if report.base is not report.head else None):
             if result is not None:
                 report.usage.merge(result.usage)
