@@ -39,6 +39,8 @@ commit. Read it with `lpo-ci history show --branch` or
 Records are only ever appended. Do not rewrite or force-push this branch.
 """
 ATTEMPTS = 8
+# what a push says when another push got there first (the ref moved, or was being moved)
+RACE_LOST = ("fetch first", "non-fast-forward", "failed to update ref", "cannot lock ref", "incorrect old value")
 IDENTITY = {"GIT_AUTHOR_NAME": "lpo-ci", "GIT_AUTHOR_EMAIL": "lpo-ci@users.noreply.github.com",
             "GIT_COMMITTER_NAME": "lpo-ci", "GIT_COMMITTER_EMAIL": "lpo-ci@users.noreply.github.com"}
 
@@ -242,7 +244,7 @@ class GitBranchStore(Store):
         if done.returncode == 0:
             return "pushed", ""
         text = (done.stdout + done.stderr).decode("utf-8", "replace")
-        if "[rejected]" in text and ("fetch first" in text or "non-fast-forward" in text):
+        if any(sign in text for sign in RACE_LOST):
             return "behind", ""
         if "[remote rejected]" in text:
             reason = text.split("[remote rejected]", 1)[1].strip().splitlines()[0].strip(" ()")
