@@ -20,7 +20,7 @@ from lpo_ci.history import series as ser
 from lpo_ci.history.html import dashboard
 from lpo_ci.history.store import LocalStore
 from tests.support.chromium import check_page, chromium_binary
-from tests.support.history_data import context, make_record, synthetic_history
+from tests.support.history_data import commit_id, context, make_record, synthetic_history
 from tests.support.png import count_colour
 
 HOSTILE = "</script><img src=x onerror=\"document.title='pwned'\"><b>bold</b> & 'quotes' @team"
@@ -86,7 +86,7 @@ def test_headless_chromium_draws_the_charts_without_errors(tmp_path, capsys):
     assert len(dom["bands"]) == 3 and all(height > 10 for height in dom["bands"])
     assert sorted(dom["marks"]) == ["D", "M", "T"]
     assert dom["costs"] == 4
-    assert page.tooltip.startswith(f"{0:08x}  2026-01-01\nChange number 0\naccuracy 75.0%")
+    assert page.tooltip.startswith(f"{commit_id(0)[:8]}  2026-01-01\nChange number 0\naccuracy 75.0%")
     assert count_colour(page.screenshot, LINE_COLOUR) > 500  # the lines are on the screen
 
 

@@ -21,7 +21,7 @@ from lpo_ci.history import series as ser
 from lpo_ci.history.show import render
 from lpo_ci.history.sparkline import BLOCKS, sparkline
 from lpo_ci.history.store import LocalStore
-from tests.support.history_data import context, item, make_record
+from tests.support.history_data import commit_id, context, item, make_record
 
 
 def store_with(tmp_path: Path, records: list[dict]) -> LocalStore:
@@ -43,7 +43,7 @@ def test_a_record_keeps_the_outcomes_packed_in_sample_order():
     assert rec.outcomes(r) == {"17": "c", "3": "w", "250": "f", "9": "e", "4": "c"}
     assert (r["n"], r["correct"], r["format_failures"], r["errors"]) == (5, 2, 1, 1)
     assert r["accuracy"] == pytest.approx(0.5)  # errors are not counted as wrong answers
-    assert r["commit"] == f"{3:040x}" and r["event"] == "push" and r["reported_models"] == {"fake-2026-01": 5}
+    assert r["commit"] == commit_id(3) and r["event"] == "push" and r["reported_models"] == {"fake-2026-01": 5}
     line = rec.dumps(r)
     assert "\n" not in line and line.index('"ids"') > line.index('"accuracy"')  # the bulky part last
     assert rec.loads(line).items() >= r.items()
@@ -213,7 +213,7 @@ def test_show_marks_template_model_and_data_changes_and_never_joins_other_finger
     spark = lines[0].split("  ")[1]
     assert len(spark) == 6 and spark[3] == " "  # a gap before the record with a new fingerprint
     rows = [line.split() for line in lines[2:7]]
-    assert [row[0] for row in rows] == [rec.short(f"{i:040x}") for i in range(5)]
+    assert [row[0] for row in rows] == [rec.short(commit_id(i)) for i in range(5)]
     assert [row[-1] if row[-1] in ("T", "M", "D") else "" for row in rows] == ["", "T", "M", "D", "M"]
     assert "100.0%" in lines[2] and "[51.0%, 100.0%]" in lines[2]
     assert "openai/other (other-2026-02)" in lines[6]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .api import GitHubAPI, GitHubError
-from .markdown import environment
+from .markdown import code, environment
 from .report_view import ReportView
 
 MARKER = "<!-- lpo-ci:report -->"
@@ -53,7 +53,17 @@ def render(view: ReportView, *, marker: bool, limit: int, posted=None, unposted=
         models=sorted({t.model for t in templates if t.model}),
         calls=sum(t.calls for t in templates), cache_hits=sum(t.cache_hits for t in templates),
         cost=sum(t.cost for t in templates),
-        details=[t for t in templates if t.status != "pass"])
+        details=[t for t in templates if t.status != "pass"], trends="", trends_dropped=False)
+    from ..history.trend import comment_section
+
+    trends = comment_section([(code(t.template, 100), t.trend) for t in templates if t.trend])
+    if trends:  # the richest comment with the trend charts; they are the first thing dropped
+        text = template.render(**{**context, "trends": trends}, rows=templates, hidden_passing=0,
+                               detail=LEVELS[0][0], flips_shown=LEVELS[0][1], answer_chars=LEVELS[0][2],
+                               trimmed=False)
+        if len(text) <= limit:
+            return text
+        context["trends_dropped"] = True
     text = ""
     for collapse_passing in (False, True):
         rows = [t for t in templates if t.status != "pass"] if collapse_passing else templates

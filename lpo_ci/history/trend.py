@@ -95,7 +95,7 @@ def markdown(title: str, trend: Trend) -> str:
     values = [p.accuracy for p in trend.points] + ([trend.head] if trend.head is not None else [])
     if len(values) < 2:
         return ""
-    labels = [p.commit[:7] for p in trend.points] + (["head"] if trend.head is not None else [])
+    labels = _unique([p.commit[:7] for p in trend.points] + (["head"] if trend.head is not None else []))
     first, last = values[0], values[-1]
     where = "this pull request's head" if trend.head is not None else "the latest record"
     note = f"; {trend.left_out} recent record{'s' * (trend.left_out != 1)} with other settings left out" \
@@ -110,6 +110,21 @@ def markdown(title: str, trend: Trend) -> str:
             f"  line [{numbers}]\n```\n")
 
 
+def _unique(labels: list[str]) -> list[str]:
+    """Mermaid draws equal category labels at one place: number the repeats (a commit run twice)."""
+    seen: dict[str, int] = {}
+    result = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        result.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
+    return result
+
+
 def repr_label(label: str) -> str:
-    """A Mermaid string; labels are commit prefixes (hex) or 'head', checked before."""
-    return '"' + re.sub(r"[^0-9A-Za-z]", "", label) + '"'
+    """A Mermaid string; labels are commit prefixes (hex), 'head' and '-N', checked before."""
+    return '"' + re.sub(r"[^0-9A-Za-z-]", "", label) + '"'
+
+
+def comment_section(blocks: list[tuple[str, Trend]]) -> str:
+    """The trend blocks of a comment (``(safe Markdown title, trend)`` per template), or ""."""
+    return "\n".join(text for text in (markdown(title, trend) for title, trend in blocks) if text)

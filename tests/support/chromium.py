@@ -81,7 +81,8 @@ async def _check(port: int, url: str, dom_expression: str, hover: tuple[str, flo
             await tools.call("Page.navigate", url=url)
             await tools.wait_for("Page.loadEventFired")
             result = PageCheck()
-            value = await tools.call("Runtime.evaluate", expression=dom_expression, returnByValue=True)
+            value = await tools.call("Runtime.evaluate", expression=dom_expression, returnByValue=True,
+                                     awaitPromise=True)
             result.dom = value.get("result", {}).get("value")
             if hover:
                 selector, fraction = hover

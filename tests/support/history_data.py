@@ -10,6 +10,7 @@ and a change of data part way.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -42,11 +43,16 @@ def item(template: str, outcomes: str, *, ids: list[str] | None = None, fingerpr
     }
 
 
+def commit_id(index: int) -> str:
+    """A commit id for the index-th commit, shaped like git's."""
+    return hashlib.sha1(f"commit {index}".encode()).hexdigest()
+
+
 def context(index: int, *, commit: str | None = None, ref: str = "refs/heads/main", event: str = "push",
             subject: str | None = None) -> dict:
     when = START + timedelta(hours=index)
     return {"run": f"run{index}", "tool": "lpo-ci 0.1.0", "repo_prefix": "",
-            "commit": commit or f"{index:040x}", "parent": f"{max(index - 1, 0):040x}",
+            "commit": commit or commit_id(index), "parent": commit_id(index - 1) if index else None,
             "commit_date": when.isoformat(timespec="seconds"), "subject": subject or f"Change number {index}",
             "run_date": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "ref": ref, "event": event}
 
