@@ -58,6 +58,14 @@ def add_parser(commands) -> None:
                                                         "else manual)")
     _store_options(record, reading=False)
     record.set_defaults(handler=_record)
+    fetch = sub.add_parser("fetch", help="fetch the history branch from the remote (for show, html and the gates)",
+                           description="A branch that does not exist yet is not an error; a remote that cannot "
+                                       "be read is a warning. Exit status: 0, or 2 for bad input.")
+    fetch.add_argument("--branch", default=CONFIGURED, metavar="NAME",
+                       help="the history branch (default: [tool.lpo_ci] history_branch, else lpo-ci-history)")
+    fetch.add_argument("--remote", default="origin", help="git remote (default origin)")
+    fetch.add_argument("--root", help="project root (default: nearest folder with pyproject.toml)")
+    fetch.set_defaults(handler=_fetch, dir=None)
     show = sub.add_parser("show", help="a table with a sparkline per template",
                           description="Marks: T template text changed, M model changed, D data, scorer or spec "
                                       "changed (not comparable: a gap in the sparkline).")
@@ -148,6 +156,22 @@ def _record(args: argparse.Namespace) -> int:
     _warn(done.warnings)
     print(f"lpo-ci: {len(done.records)} history record{'s' * (len(done.records) != 1)} appended to "
           f"{store.description}")
+    return EXIT_OK
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    try:
+        _, store = _open(args)
+        problem = store.fetch()
+    except LpoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if problem:
+        _warn(problem)
+    elif not store.exists():
+        print(f"lpo-ci: no history branch '{store.branch}' yet: the first recorded run creates it")
+    else:
+        print(f"lpo-ci: history branch '{store.branch}' fetched from {store.remote}")
     return EXIT_OK
 
 
