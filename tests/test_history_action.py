@@ -46,7 +46,8 @@ def run_on_main(tmp_path: Path, workspace: Path, gh, event_name: str, **inputs):
 
 
 def history_lines(origin: Path) -> list[dict]:
-    return [rec.loads(line) for line in git(origin, "show", f"{BRANCH}:prompts/x.j2.jsonl").splitlines()]
+    names = sorted(git(origin, "ls-tree", "-r", "--name-only", BRANCH, "--", "prompts/x.j2/").split())
+    return [rec.loads(line) for name in names for line in git(origin, "show", f"{BRANCH}:{name}").splitlines()]
 
 
 def test_push_records_and_a_pull_request_gets_the_trend(tmp_path, openai_server, data_dir):

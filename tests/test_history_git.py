@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,8 +66,15 @@ def lpo(checkout: Path, *args: str, env: dict | None = None) -> subprocess.Compl
                           text=True, env=env or os.environ.copy(), timeout=300)
 
 
-def remote_lines(remote: Path, name: str = "prompts/x.j2.jsonl") -> list[str]:
-    return git(remote, "show", f"{BRANCH}:{name}").splitlines()
+def month_files(repo: Path, ref: str = BRANCH, template: str = "prompts/x.j2") -> list[str]:
+    """The template's month files on the history branch, oldest first."""
+    names = git(repo, "ls-tree", "-r", "--name-only", ref, "--", template + "/").split()
+    assert all(re.fullmatch(re.escape(template) + r"/\d{4}-\d{2}\.jsonl", n) for n in names), names
+    return sorted(names)
+
+
+def remote_lines(remote: Path, ref: str = BRANCH) -> list[str]:
+    return [line for name in month_files(remote, ref) for line in git(remote, "show", f"{ref}:{name}").splitlines()]
 
 
 def test_the_first_record_creates_the_orphan_branch_and_pushes_it(remote, tmp_path):
@@ -79,7 +87,8 @@ def test_the_first_record_creates_the_orphan_branch_and_pushes_it(remote, tmp_pa
     assert git(remote, "rev-list", "--count", BRANCH).strip() == "1"
     assert git(remote, "rev-list", "--parents", "-n", "1", BRANCH).split()[1:] == []  # an orphan
     files = git(remote, "ls-tree", "-r", "--name-only", BRANCH).split()
-    assert sorted(files) == sorted([".gitattributes", MARKER, "README.md", "prompts/x.j2.jsonl"])
+    assert sorted(files) == sorted([".gitattributes", MARKER, "README.md", *month_files(remote)])
+    assert len(month_files(remote)) == 1
     assert git(remote, "log", "-1", "--format=%an", BRANCH).strip() == "lpo-ci"  # no identity configured
     (line,) = remote_lines(remote)
     record = rec.loads(line)
@@ -96,7 +105,7 @@ def test_appends_never_rewrite(remote, tmp_path):
                    "--push").returncode == 0
     commits = git(remote, "rev-list", "--reverse", BRANCH).split()
     assert len(commits) == 3
-    contents = [git(remote, "show", f"{c}:prompts/x.j2.jsonl") for c in commits]
+    contents = ["".join(git(remote, "show", f"{c}:{n}") for n in month_files(remote, c)) for c in commits]
     assert all(later.startswith(earlier) for earlier, later in zip(contents, contents[1:]))
     assert [rec.loads(line)["outcomes"] for line in contents[-1].splitlines()] == ["ccc", "ccw", "cww"]
 
@@ -120,7 +129,7 @@ def test_two_clones_appending_at_the_same_time_lose_nothing(remote, tmp_path):
     assert len(runs) == 2 * rounds
     # history only moved forward: every commit's file starts with its parent's
     commits = git(remote, "rev-list", "--reverse", "--first-parent", BRANCH).split()
-    contents = [git(remote, "show", f"{c}:prompts/x.j2.jsonl") for c in commits]
+    contents = ["".join(git(remote, "show", f"{c}:{n}") for n in month_files(remote, c)) for c in commits]
     assert all(later.startswith(earlier) for earlier, later in zip(contents, contents[1:]))
     # both clones read the same history afterwards
     for c in clones:
@@ -150,7 +159,7 @@ def test_a_branch_with_foreign_content_is_refused(remote, tmp_path):
     # another branch name works
     assert lpo(work, "history", "record", "--report", str(write_report(work)), "--branch", "prompt-history",
                "--push").returncode == 0
-    assert len(git(remote, "show", "prompt-history:prompts/x.j2.jsonl").splitlines()) == 1
+    assert len(remote_lines(remote, "prompt-history")) == 1
 
 
 def test_a_refused_push_is_a_warning_and_the_records_go_with_the_next_push(remote, tmp_path):
@@ -164,7 +173,7 @@ def test_a_refused_push_is_a_warning_and_the_records_go_with_the_next_push(remot
     assert "warning: lpo-ci: history: the history push to origin/" + BRANCH + " was refused" in refused.stderr
     assert "pre-receive hook declined" in refused.stderr and "the verdict is unchanged" in refused.stderr
     assert git(remote, "branch", "--list", BRANCH).strip() == ""
-    assert len(git(work, "show", f"{BRANCH}:prompts/x.j2.jsonl").splitlines()) == 1  # kept locally
+    assert len(remote_lines(work)) == 1  # kept locally
 
     hook.unlink()  # the rule is lifted: the next push carries both records
     assert lpo(work, "history", "record", "--report", str(write_report(work, "ccw")), "--branch",

@@ -29,7 +29,7 @@ def commit(pytester, message: str) -> str:
 
 
 def records(pytester, template: str = "prompts/x.j2") -> list[dict]:
-    shard = LocalStore(pytester.path / ".lpo-ci" / "history").shards().get(template + ".jsonl")
+    shard = LocalStore(pytester.path / ".lpo-ci" / "history").shards().get(template)
     return shard.records() if shard else []
 
 

@@ -98,7 +98,7 @@ def test_a_newer_format_is_refused_and_an_older_shape_is_read():
 
 def test_corrupt_lines_are_skipped_with_a_warning_naming_file_and_line(tmp_path):
     store = store_with(tmp_path, [make_record("prompts/x.j2", "cc", 0)])
-    path = tmp_path / "history" / "prompts" / "x.j2.jsonl"
+    path = tmp_path / "history" / "prompts" / "x.j2" / "2026-01.jsonl"
     with path.open("a", encoding="utf-8") as handle:
         handle.write("{not json\n")
         handle.write(json.dumps({**make_record("prompts/x.j2", "cc", 1), "format": 99}) + "\n")
@@ -107,9 +107,9 @@ def test_corrupt_lines_are_skipped_with_a_warning_naming_file_and_line(tmp_path)
     store.append([make_record("prompts/x.j2", "ww", 4)])  # starts on a line of its own
 
     shards = store.shards()
-    records = shards["prompts/x.j2.jsonl"].records()
+    records = shards["prompts/x.j2"].records()
     assert [r["outcomes"] for r in records] == ["cc", "ww"]
-    warnings = shards["prompts/x.j2.jsonl"].warnings()
+    warnings = shards["prompts/x.j2"].warnings()
     assert any(w.startswith(f"{path}:2: not a history record: not JSON") for w in warnings), warnings
     assert any(f"{path}:3: not a history record: written in record format 99 by a newer lpo-ci" in w
                and "(and 1 more lines like it)" in w and "upgrade lpo-ci" in w for w in warnings), warnings
@@ -118,7 +118,7 @@ def test_corrupt_lines_are_skipped_with_a_warning_naming_file_and_line(tmp_path)
 
 def test_the_cli_prints_corrupt_line_warnings_and_shows_the_rest(tmp_path, capsys):
     store = store_with(tmp_path, [make_record("prompts/x.j2", "cc", 0), make_record("prompts/x.j2", "cw", 1)])
-    path = tmp_path / "history" / "prompts" / "x.j2.jsonl"
+    path = tmp_path / "history" / "prompts" / "x.j2" / "2026-01.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines()
     path.write_text(lines[0] + "\n" + "garbage\n" + lines[1] + "\n", encoding="utf-8")
     assert main(["history", "show", "--dir", str(store.directory), "--root", str(tmp_path)]) == 0
@@ -141,7 +141,7 @@ def test_concurrent_appends_to_one_folder_lose_nothing(tmp_path):
         w.start()
     for w in workers:
         w.join(60)
-    shard = LocalStore(directory).shards()["prompts/x.j2.jsonl"]
+    shard = LocalStore(directory).shards()["prompts/x.j2"]
     assert len(shard.records()) == 120 and not shard.problems
 
 

@@ -1,6 +1,6 @@
 """The history on an orphan git branch of the repository itself (default ``lpo-ci-history``).
 
-The branch holds the same JSON-lines files as the local store, a marker file
+The branch holds the same folders and JSON-lines files as the local store, a marker file
 that says lpo-ci wrote it, a README, and ``.gitattributes`` asking for a union
 merge of the files. Commits are made with git's plumbing on a temporary index,
 so neither the working tree nor the index of the checkout is touched.
@@ -27,13 +27,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .store import ATTRIBUTES, SUFFIX, HistoryError, Shard, Store, check_shard_name, group_lines
+from .store import (ATTRIBUTES, Chunk, HistoryError, Shard, Store, by_key, check_chunk, group_lines,
+                    split_chunk)
 
 MARKER = "lpo-ci-history.json"
 README = """# Prompt quality history (lpo-ci)
 
-This branch is written by lpo-ci: one JSON-lines file per prompt template,
-named after the template's path plus `.jsonl`, one record per evaluated
+This branch is written by lpo-ci: one folder per prompt template, named
+after the template's path, holding one JSON-lines file per month
+(`prompts/qa.j2/2026-03.jsonl`), one record per template per evaluated
 commit. Read it with `lpo-ci history show --branch` or
 `lpo-ci history html dashboard.html --branch`.
 
@@ -102,45 +104,76 @@ class GitBranchStore(Store):
                 hint="name another branch for the history (--branch NAME, or history_branch under "
                      "[tool.lpo_ci]), or move that branch out of the way")
 
-    def _blobs(self, tip: str, names: list[str]) -> dict[str, bytes]:
-        """The files ``names`` at ``tip`` (missing ones left out), in one ``git cat-file``."""
-        if not names:
+    def _blobs(self, shas: list[str]) -> dict[str, bytes]:
+        """The blobs ``shas``, in one ``git cat-file``."""
+        wanted = list(dict.fromkeys(shas))
+        if not wanted:
             return {}
-        request = "".join(f"{tip}:{name}\n" for name in names).encode("utf-8")
-        out = self._git("cat-file", "--batch", data=request).stdout
+        out = self._git("cat-file", "--batch", data="".join(f"{sha}\n" for sha in wanted).encode()).stdout
         found, position = {}, 0
-        for name in names:
+        for sha in wanted:
             end = out.index(b"\n", position)
             header = out[position:end].split()
             position = end + 1
             if len(header) == 3 and header[1] == b"blob":
                 size = int(header[2])
-                found[name] = out[position:position + size]
+                found[sha] = out[position:position + size]
                 position += size + 1
         return found
 
-    def _names_at(self, tip: str) -> list[str]:
-        listed = self._git("ls-tree", "-r", "-z", "--name-only", tip).stdout.decode("utf-8", "replace")
-        return [n for n in listed.split("\x00") if n.endswith(SUFFIX)]
+    def _listing(self, tip: str) -> dict[str, str]:
+        """The history files at ``tip``: name -> blob id."""
+        listed = self._git("ls-tree", "-r", "-z", tip).stdout.decode("utf-8", "replace")
+        files = {}
+        for entry in listed.split("\x00"):
+            meta, _, name = entry.partition("\t")
+            parts = meta.split()
+            if len(parts) == 3 and parts[1] == "blob" and split_chunk(name):
+                files[name] = parts[2]
+        return files
+
+    def _listings(self) -> dict[str, list[str]]:
+        """Every history file of the tip(s) -> its blob ids (two when diverged tips differ)."""
+        files: dict[str, list[str]] = {}
+        for tip in self._tips():
+            self._check_ours(tip)
+            for name, sha in self._listing(tip).items():
+                if sha not in files.setdefault(name, []):
+                    files[name].append(sha)
+        return files
+
+    def _contents(self, shas_by_name: dict[str, list[str]]) -> dict[str, bytes]:
+        """Each file's content, both sides' lines where diverged tips differ."""
+        blobs = self._blobs([sha for shas in shas_by_name.values() for sha in shas])
+        contents = {}
+        for name, shas in shas_by_name.items():
+            data = blobs[shas[0]]
+            for sha in shas[1:]:
+                data = union(data, blobs[sha])
+            contents[name] = data
+        return contents
 
     # --- reading --------------------------------------------------------------------
 
-    def names(self) -> list[str]:
-        tips = self._tips()
-        for tip in tips:
-            self._check_ours(tip)
-        return sorted({n for tip in tips for n in self._names_at(tip)})
+    def keys(self) -> list[str]:
+        return sorted(by_key(self._listings()))
 
-    def shards(self, names=None) -> dict[str, Shard]:
-        tips = self._tips()
-        for tip in tips:
-            self._check_ours(tip)
-        wanted = self.names() if names is None else [check_shard_name(n) for n in names]
-        merged: dict[str, bytes] = {}
-        for tip in tips:
-            for name, data in self._blobs(tip, wanted).items():
-                merged[name] = union(merged[name], data) if name in merged else data
-        return {name: Shard(name, f"{self.branch}:{name}", data) for name, data in merged.items()}
+    def shards(self, keys=None) -> dict[str, Shard]:
+        files = self._listings()
+        grouped = by_key(files)
+        wanted = grouped if keys is None else {k: grouped[k] for k in keys if k in grouped}
+
+        def load(chunks: list[Chunk]) -> None:
+            contents = self._contents({c.name: files[c.name] for c in chunks})
+            for chunk in chunks:
+                chunk.data = contents[chunk.name]
+
+        shards = {key: Shard(key, [Chunk(name, f"{self.branch}:{name}") for name in names], load)
+                  for key, names in wanted.items()}
+        # the newest and oldest month of every template in one go: what tails and renames read first
+        ends = {c.name: c for shard in shards.values() for c in (shard.chunks[0], shard.chunks[-1])}
+        load(list(ends.values()))
+        return shards
 
     def _auth(self) -> dict[str, str]:
         """In GitHub Actions, the job's token as an HTTP header for fetch and push, passed in the
@@ -221,15 +254,13 @@ class GitBranchStore(Store):
             if not parents:
                 contents = {MARKER: json.dumps({"tool": "lpo-ci", "format": 1}).encode() + b"\n",
                             "README.md": README.encode(), ".gitattributes": ATTRIBUTES.encode()}
-            # diverged tips: the merge commit's files hold both sides' lines
-            names = sorted({n for tip in parents for n in self._names_at(tip)}) if len(parents) > 1 else list(grouped)
-            old: dict[str, bytes] = {}
-            for tip in parents:
-                for name, data in self._blobs(tip, names).items():
-                    old[name] = union(old[name], data) if name in old else data
+            # the files appended to, and where tips diverged every file that differs: both sides' lines
+            files = self._listings()
+            changed = list(files) if len(parents) > 1 else [n for n in grouped if n in files]
+            old = self._contents({n: files[n] for n in changed})
             contents.update(old)
             for name, lines in grouped.items():
-                check_shard_name(name)
+                check_chunk(name)
                 contents[name] = union(old.get(name, b""), "".join(line + "\n" for line in lines).encode("utf-8"))
             paths = []
             for index, (name, data) in enumerate(contents.items()):

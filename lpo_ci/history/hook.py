@@ -19,7 +19,7 @@ from . import drift, record as rec
 from . import series as ser
 from . import trend as tr
 from .context import Ancestry, dirty_paths, former_paths, run_context
-from .store import SUFFIX, HistoryError, LocalStore, Store, shard_name
+from .store import HistoryError, LocalStore, Store, template_key
 
 
 class HistoryWarning(UserWarning):
@@ -76,10 +76,10 @@ class HistoryGates:
     def _series_of(self, every: dict[str, ser.Series], relpath: str) -> ser.Series | None:
         """The template's series; for a path new to the history, the series of a path it had
         before a rename (``git log --follow``)."""
-        series = every.get(shard_name(relpath, self.prefix)[: -len(SUFFIX)])
+        series = every.get(template_key(relpath, self.prefix))
         if series is None and every:
             for former in former_paths(self.root, relpath):
-                series = every.get(shard_name(former, self.prefix)[: -len(SUFFIX)])
+                series = every.get(template_key(former, self.prefix))
                 if series is not None:
                     break
         return series
@@ -189,7 +189,7 @@ def record_report(report: dict[str, Any], root: Path, store: Store, *, event: st
         raise HistoryError("repo_prefix is not a relative path", path=file)
     context = run_context(root, event=event, repo_prefix=prefix)
     dirty = dirty_paths(root, [i["template"] for i in items])
-    existing = set(store.names())
+    existing = set(store.keys())
     done = Recorded()
     for item in items:
         relpath = item["template"]
@@ -199,10 +199,10 @@ def record_report(report: dict[str, Any], root: Path, store: Store, *, event: st
             done.skipped.append(f"{relpath}: not recorded: cannot read the template ({exc})")
             continue
         renamed = None
-        if shard_name(relpath, prefix) not in existing:
+        if template_key(relpath, prefix) not in existing:
             told = [item.get(k) for k in ("renamed_from", "base_template") if item.get(k) != relpath]
             candidates = [p for p in told if rec.relative_path(p)] + former_paths(root, relpath)
-            renamed = next((p for p in candidates if shard_name(p, prefix) in existing), None)
+            renamed = next((p for p in candidates if template_key(p, prefix) in existing), None)
         built = rec.build(item, context, template_sha=rec.text_sha(text), renamed_from=renamed,
                           dirty=relpath in dirty)
         if built is None:

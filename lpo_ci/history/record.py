@@ -17,6 +17,7 @@ several times what the rest of the record does, and histories are read whole.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -76,7 +77,12 @@ def outcomes(record: dict[str, Any]) -> dict[str, str]:
 
 def relative_path(value: Any) -> bool:
     """Whether ``value`` is a relative path that stays inside the repository."""
-    if not isinstance(value, str) or not value or "\\" in value or any(ord(c) < 32 for c in value):
+    return isinstance(value, str) and _relative_path(value)
+
+
+@functools.lru_cache(maxsize=4096)  # a history names few paths, each many times
+def _relative_path(value: str) -> bool:
+    if not value or "\\" in value or any(ord(c) < 32 for c in value):
         return False
     path = PurePosixPath(value)
     return not path.is_absolute() and ".." not in path.parts and ".git" not in path.parts
@@ -174,7 +180,7 @@ def check(data: Any) -> dict[str, Any]:
         ids = data.get("ids")
         if not (isinstance(ids, str) or (isinstance(ids, list) and all(isinstance(i, str) for i in ids))):
             raise RecordError("'ids' must be a string of space-separated ids or a list of strings")
-        if len(unpack_ids(ids)) != len(packed):
+        if (ids.count(" ") + 1 if isinstance(ids, str) else len(ids)) != len(packed):
             raise RecordError("'ids' and 'outcomes' differ in length")
     return upgrade(data)
 

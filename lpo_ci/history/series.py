@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .store import SUFFIX, Shard, shard_name
+from .store import Shard, template_key
 
 MAX_RENAMES = 50  # a chain longer than this is a loop in hand-edited data
 
@@ -41,7 +41,7 @@ class Series:
 
     @property
     def paths(self) -> list[str]:
-        return [p.shard.name[: -len(SUFFIX)] for p in self.parts]
+        return [p.shard.key for p in self.parts]
 
     def newest_first(self) -> Iterator[dict[str, Any]]:
         for part in self.parts:
@@ -70,14 +70,13 @@ class Series:
 
 
 def _links(shards: dict[str, Shard]) -> dict[str, tuple[str, str]]:
-    """New shard -> (old shard, run date of the first record under the new path), from the
+    """New path -> (old path, run date of the first record under the new path), from the
     ``renamed_from`` of each shard's first record and of every record parsed so far."""
     links: dict[str, tuple[str, str]] = {}
     for name, shard in shards.items():
-        candidates = [shard.first()] + [r for r in shard._parsed.values() if r]
-        for found in candidates:
+        for found in [shard.first()] + shard.parsed():
             if found and found.get("renamed_from"):
-                old = shard_name(found["renamed_from"], found.get("repo_prefix", ""))
+                old = template_key(found["renamed_from"], found.get("repo_prefix", ""))
                 if old != name and old in shards and (name not in links or found["run_date"] < links[name][1]):
                     links[name] = (old, found["run_date"])
     return links
@@ -97,7 +96,7 @@ def build(shards: dict[str, Shard]) -> dict[str, Series]:
         newest = next(shard.reversed(), None)
         if newest is None or (low is not None and newest["run_date"] < low):
             continue  # everything here belongs to the series of the path it was renamed to
-        series = Series(name[: -len(SUFFIX)], [Part(shard, low=low)])
+        series = Series(name, [Part(shard, low=low)])
         current, seen = name, {name}
         while current in links and len(series.parts) <= MAX_RENAMES:
             old, date = links[current]

@@ -1,21 +1,26 @@
 """Where history records live: a small interface and the local-directory backend.
 
-Records are JSON lines in one file per template, named after the template's
-path in the repository plus ``.jsonl`` (``prompts/qa.j2.jsonl``), so a person
-finds a template's history where they expect it and concurrent writers of
-different templates never touch the same file. Files are only appended to.
+Records are JSON lines, one folder per template named after the template's
+path in the repository, one file per month of runs in it
+(``prompts/qa.j2/2026-03.jsonl``). A person finds a template's history where
+they expect it; concurrent writers of different templates never touch the
+same file; and an append rewrites one month's file at most, which keeps a
+commit to the history branch cheap however long the history grows. Files
+are only appended to.
 
-Reading is lazy: a shard keeps its raw lines and parses them on demand, from
-the end when only the last records are wanted (``history show`` of a long
-history parses a few lines per template, not all of them). A line that is not
-a record is skipped with a warning naming the file and line; nothing is
-rewritten.
+Reading is lazy: a template's shard loads its month files newest first, as
+far back as a reader goes, and parses lines on demand from the end
+(``history show`` of a long history parses a few lines per template). A line
+that is not a record is skipped with a warning naming the file and line;
+nothing is rewritten.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,76 +30,127 @@ from . import record as rec
 SUFFIX = ".jsonl"
 ATTRIBUTES = "*.jsonl merge=union\n"  # a person merging two copies by hand keeps both sides' lines
 SIMILAR_SHOWN = 1  # per kind of problem and file, lines named before "and N more"
+_CHUNK = re.compile(r"\A(?P<key>.+)/(?P<month>\d{4}-\d{2})\.jsonl\Z")
 
 
 class HistoryError(LpoError):
     """The history store cannot be used as asked (foreign branch, bad path, ...)."""
 
 
-def shard_name(template: str, repo_prefix: str = "") -> str:
-    """The store file of a template: its repository path plus ``.jsonl``."""
-    return f"{repo_prefix}{template}{SUFFIX}"
+def template_key(template: str, repo_prefix: str = "") -> str:
+    """A template's folder in the store: its path in the repository."""
+    return f"{repo_prefix}{template}"
+
+
+def chunk_name(record: dict[str, Any]) -> str:
+    """The file a record is appended to: its template's folder, its run's month."""
+    return f"{template_key(record['template'], record.get('repo_prefix', ''))}/{record['run_date'][:7]}{SUFFIX}"
+
+
+def split_chunk(name: str) -> tuple[str, str] | None:
+    """(template key, month) of a store file name, or None for any other file."""
+    match = _CHUNK.match(name)
+    if not match or not rec.relative_path(name):
+        return None
+    return match["key"], match["month"]
+
+
+def check_chunk(name: str) -> str:
+    if split_chunk(name) is None:
+        raise HistoryError(f"'{name}' is not a path a history file may have",
+                           hint="template paths must be relative and stay inside the repository")
+    return name
+
+
+@dataclass
+class Chunk:
+    """One month file of a template; ``data`` is None until loaded."""
+
+    name: str
+    source: str  # what warnings call it: a path, or branch:path
+    data: bytes | None = None
+    lines: list[bytes] | None = None
+
+    def split(self) -> list[bytes]:
+        if self.lines is None:
+            lines = (self.data or b"").split(b"\n")
+            if lines and not lines[-1].strip():
+                lines.pop()
+            self.lines = lines
+        return self.lines
 
 
 class Shard:
-    """One template's file of records, parsed on demand; problems are kept for the warnings."""
+    """One template's records across its month files, loaded and parsed on demand."""
 
-    def __init__(self, name: str, source: str, data: bytes):
-        self.name = name
-        self.source = source  # what warnings call the file: a path, or branch:path
-        self._lines = data.split(b"\n")
-        if self._lines and not self._lines[-1].strip():
-            self._lines.pop()
-        self._parsed: dict[int, dict[str, Any] | None] = {}
-        self.problems: list[tuple[int, str]] = []  # (line, what is wrong)
+    def __init__(self, key: str, chunks: list[Chunk], load: Callable[[list[Chunk]], None]):
+        self.key = key
+        self.chunks = sorted(chunks, key=lambda c: c.name)
+        self._load = load
+        self._parsed: dict[tuple[int, int], dict[str, Any] | None] = {}
+        self.problems: list[tuple[str, int, str]] = []  # (file, line, what is wrong)
 
-    def __len__(self) -> int:
-        return len(self._lines)
+    def _lines(self, index: int) -> list[bytes]:
+        chunk = self.chunks[index]
+        if chunk.data is None:
+            self._load([chunk])
+        return chunk.split()
 
-    def _record(self, index: int) -> dict[str, Any] | None:
-        if index in self._parsed:
-            return self._parsed[index]
-        line = self._lines[index]
+    def _record(self, index: int, line: int) -> dict[str, Any] | None:
+        key = (index, line)
+        if key in self._parsed:
+            return self._parsed[key]
+        raw = self.chunks[index].lines[line]
         parsed = None
-        if line.strip():
+        if raw.strip():
             try:
-                parsed = rec.loads(line)
+                parsed = rec.loads(raw)
             except rec.RecordError as exc:
-                self.problems.append((index + 1, str(exc)))
-        self._parsed[index] = parsed
+                self.problems.append((self.chunks[index].source, line + 1, str(exc)))
+        self._parsed[key] = parsed
         return parsed
 
     def records(self) -> list[dict[str, Any]]:
         """Every record, in the order they were appended."""
-        return [r for r in map(self._record, range(len(self._lines))) if r is not None]
+        self._load([c for c in self.chunks if c.data is None])
+        found = []
+        for index in range(len(self.chunks)):
+            found += [r for r in (self._record(index, n) for n in range(len(self._lines(index)))) if r is not None]
+        return found
 
     def reversed(self) -> Iterator[dict[str, Any]]:
-        """Records from the newest back, parsed as they are reached."""
-        for index in range(len(self._lines) - 1, -1, -1):
-            found = self._record(index)
-            if found is not None:
-                yield found
+        """Records from the newest back, loaded and parsed as they are reached."""
+        for index in range(len(self.chunks) - 1, -1, -1):
+            for line in range(len(self._lines(index)) - 1, -1, -1):
+                found = self._record(index, line)
+                if found is not None:
+                    yield found
 
     def first(self) -> dict[str, Any] | None:
-        for index in range(len(self._lines)):
-            found = self._record(index)
-            if found is not None:
-                return found
+        for index in range(len(self.chunks)):
+            for line in range(len(self._lines(index))):
+                found = self._record(index, line)
+                if found is not None:
+                    return found
         return None
 
+    def parsed(self) -> list[dict[str, Any]]:
+        """The records parsed so far."""
+        return [r for r in self._parsed.values() if r is not None]
+
     def warnings(self) -> list[str]:
-        """The problems, one line per kind: the first place it occurred, and how often."""
-        by_kind: dict[str, list[int]] = {}
-        for line, problem in sorted(self.problems):
+        """The problems, one line per kind and file: the first place it occurred, and how often."""
+        by_kind: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for source, line, problem in sorted(self.problems):
             kind = "newer" if "newer lpo-ci" in problem else problem
-            by_kind.setdefault(kind, []).append(line)
+            by_kind.setdefault((source, kind), []).append((line, problem))
         texts = []
-        for kind, lines in by_kind.items():
-            problem = next(p for n, p in self.problems if n == lines[0])
-            more = f" (and {len(lines) - SIMILAR_SHOWN} more lines like it)" if len(lines) > SIMILAR_SHOWN else ""
+        for (source, kind), found in by_kind.items():
+            line, problem = found[0]
+            more = f" (and {len(found) - SIMILAR_SHOWN} more lines like it)" if len(found) > SIMILAR_SHOWN else ""
             hint = ("upgrade lpo-ci to read it" if kind == "newer"
                     else "the line was skipped; fix or delete it by hand if it should count")
-            texts.append(f"{self.source}:{lines[0]}: not a history record: {problem}{more}; {hint}")
+            texts.append(f"{source}:{line}: not a history record: {problem}{more}; {hint}")
         return texts
 
 
@@ -103,12 +159,12 @@ class Store:
 
     description = ""
 
-    def names(self) -> list[str]:
-        """The shard files the store holds."""
+    def keys(self) -> list[str]:
+        """The templates (repository paths) the store holds records of."""
         raise NotImplementedError
 
-    def shards(self, names: Iterable[str] | None = None) -> dict[str, Shard]:
-        """The named shards that exist (all of them when ``names`` is None)."""
+    def shards(self, keys: Iterable[str] | None = None) -> dict[str, Shard]:
+        """The named templates' shards that exist (all of them when ``keys`` is None)."""
         raise NotImplementedError
 
     def append(self, records: list[dict[str, Any]]) -> list[str]:
@@ -117,19 +173,21 @@ class Store:
 
 
 def group_lines(records: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Shard name -> the new lines for it, in order."""
+    """Store file -> the new lines for it, in order."""
     grouped: dict[str, list[str]] = {}
     for record in records:
-        name = shard_name(record["template"], record.get("repo_prefix", ""))
-        grouped.setdefault(name, []).append(rec.dumps(record))
+        grouped.setdefault(check_chunk(chunk_name(record)), []).append(rec.dumps(record))
     return grouped
 
 
-def check_shard_name(name: str) -> str:
-    if not rec.relative_path(name) or not name.endswith(SUFFIX):
-        raise HistoryError(f"'{name}' is not a path a history file may have",
-                           hint="template paths must be relative and stay inside the repository")
-    return name
+def by_key(names: Iterable[str]) -> dict[str, list[str]]:
+    """Template key -> its month files, from a listing of store files (others ignored)."""
+    keys: dict[str, list[str]] = {}
+    for name in names:
+        parts = split_chunk(name)
+        if parts is not None:
+            keys.setdefault(parts[0], []).append(name)
+    return keys
 
 
 class LocalStore(Store):
@@ -139,24 +197,27 @@ class LocalStore(Store):
         self.directory = Path(directory)
         self.description = str(self.directory)
 
-    def names(self) -> list[str]:
+    def _files(self) -> dict[str, list[str]]:
         if not self.directory.is_dir():
-            return []
-        return sorted(p.relative_to(self.directory).as_posix() for p in self.directory.rglob(f"*{SUFFIX}")
+            return {}
+        return by_key(p.relative_to(self.directory).as_posix() for p in self.directory.rglob(f"*{SUFFIX}")
                       if p.is_file())
 
-    def shards(self, names: Iterable[str] | None = None) -> dict[str, Shard]:
-        found = {}
-        for name in (self.names() if names is None else names):
-            path = self.directory / check_shard_name(name)
+    def keys(self) -> list[str]:
+        return sorted(self._files())
+
+    def _load(self, chunks: list[Chunk]) -> None:
+        for chunk in chunks:
             try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                continue
+                chunk.data = (self.directory / chunk.name).read_bytes()
             except OSError as exc:
-                raise HistoryError(f"cannot read the history file: {exc.strerror}", path=path) from None
-            found[name] = Shard(name, str(path), data)
-        return found
+                raise HistoryError(f"cannot read the history file: {exc.strerror}", path=chunk.source) from None
+
+    def shards(self, keys: Iterable[str] | None = None) -> dict[str, Shard]:
+        files = self._files()
+        wanted = files if keys is None else {k: files[k] for k in keys if k in files}
+        return {key: Shard(key, [Chunk(name, str(self.directory / name)) for name in names], self._load)
+                for key, names in wanted.items()}
 
     def append(self, records: list[dict[str, Any]]) -> list[str]:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -164,7 +225,7 @@ class LocalStore(Store):
         if not attributes.exists():
             attributes.write_text(ATTRIBUTES, encoding="utf-8")
         for name, lines in group_lines(records).items():
-            path = self.directory / check_shard_name(name)
+            path = self.directory / name
             path.parent.mkdir(parents=True, exist_ok=True)
             append_lines(path, lines)
         return []

@@ -49,8 +49,8 @@ def commit_id(index: int) -> str:
 
 
 def context(index: int, *, commit: str | None = None, ref: str = "refs/heads/main", event: str = "push",
-            subject: str | None = None) -> dict:
-    when = START + timedelta(hours=index)
+            subject: str | None = None, hours_apart: float = 1) -> dict:
+    when = START + timedelta(hours=index * hours_apart)
     return {"run": f"run{index}", "tool": "lpo-ci 0.1.0", "repo_prefix": "",
             "commit": commit or commit_id(index), "parent": commit_id(index - 1) if index else None,
             "commit_date": when.isoformat(timespec="seconds"), "subject": subject or f"Change number {index}",
@@ -73,8 +73,9 @@ def walk(rng: random.Random, outcomes: list[str], flips: int) -> list[str]:
 
 
 def synthetic_history(directory: Path, *, templates: int = 50, commits: int = 2000, n: int = 50,
-                      seed: int = 0) -> LocalStore:
-    """A local store of ``templates`` x ``commits`` records (written in one go per file)."""
+                      seed: int = 0, commit_ids: list[str] | None = None, hours_apart: float = 1) -> LocalStore:
+    """A local store of ``templates`` x ``commits`` records, ``hours_apart`` (written in one go per
+    file); the records name ``commit_ids`` (oldest first) when given, else made-up ids."""
     rng = random.Random(seed)
     store = LocalStore(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -92,8 +93,9 @@ def synthetic_history(directory: Path, *, templates: int = 50, commits: int = 20
                 model = "openai/gpt-4.1-mini"
             if index == commits * 3 // 4:
                 fingerprint = "fq%014x" % t
+            ctx = context(index, commit=commit_ids[index] if commit_ids else None, hours_apart=hours_apart)
             records.append(make_record(name, "".join(outcomes), index, text=f"v{version}", ids=ids,
-                                       model=model, fingerprint=fingerprint,
+                                       model=model, fingerprint=fingerprint, ctx=ctx,
                                        reported={model.split("/")[-1] + "-2026": n}))
         for shard, lines in group_lines(records).items():
             path = directory / shard
