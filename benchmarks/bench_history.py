@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -74,16 +75,23 @@ def make_repository(root: Path, templates: int, commits: int, hours_apart: float
     return git(root, "rev-list", "--reverse", "main").split()
 
 
-def command(root: Path, *args: str, runs: int) -> tuple[float, str]:
-    times, out = [], ""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def command(root: Path, *args: str, runs: int) -> tuple[tuple[float, float], str]:
+    """Median (wall, CPU) seconds of the command, and its output."""
+    walls, cpus, out = [], [], ""
     for _ in range(runs):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _children_cpu()
         done = subprocess.run([sys.executable, "-m", "lpo_ci.cli", *args], cwd=root, capture_output=True, text=True)
-        times.append(time.perf_counter() - started)
+        walls.append(time.perf_counter() - started)
+        cpus.append(_children_cpu() - cpu)
         if done.returncode != 0:
             raise SystemExit(f"lpo-ci {' '.join(args)} failed: {done.stderr}")
         out = done.stdout
-    return statistics.median(times), out
+    return (statistics.median(walls), statistics.median(cpus)), out
 
 
 def report_of(templates: int, examples: int, seed: int) -> dict:
@@ -95,7 +103,7 @@ def report_of(templates: int, examples: int, seed: int) -> dict:
              ids=[str(i) for i in range(examples)], fingerprint="fp%014x" % t) for t in range(templates)]}
 
 
-def drift_times(root: Path, templates: int, examples: int, head: str) -> list[float]:
+def drift_times(root: Path, templates: int, examples: int, head: str) -> list[tuple[float, float]]:
     """The runner's history hook on a scored template, per template."""
     from lpo_ci.evaluate import EvalResult, ExampleResult
     from lpo_ci.gate import PASS, Verdict
@@ -121,25 +129,26 @@ def drift_times(root: Path, templates: int, examples: int, head: str) -> list[fl
         report.prepared = type("Prepared", (), {"fingerprint": "fq%014x" % t})()
         template = TemplateFile(root / relpath, relpath, (root / relpath).read_text(encoding="utf-8"),
                                 TestSpec(benchmark="bbh/boolean_expressions", drift_window=20), 1)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time() + _children_cpu()
         gates.after_gate(report, template)
-        times.append(time.perf_counter() - started)
+        times.append((time.perf_counter() - started, time.process_time() + _children_cpu() - cpu))
         if not report.history or report.history["drift"]["status"] == "unchecked":
             raise SystemExit(f"{relpath}: the drift check found nothing to compare with: {report.history}")
     return times
 
 
-def record_times(root: Path, store, report: dict, runs: int) -> float:
+def record_times(root: Path, store, report: dict, runs: int) -> tuple[float, float]:
     from lpo_ci.history.hook import record_report
 
-    times = []
+    walls, cpus = [], []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time() + _children_cpu()
         done = record_report(report, root, store, event="push")
-        times.append(time.perf_counter() - started)
+        walls.append(time.perf_counter() - started)
+        cpus.append(time.process_time() + _children_cpu() - cpu)
         if len(done.records) != len(report["templates"]) or done.warnings:
             raise SystemExit(f"recording went wrong: {done}")
-    return statistics.median(times)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> int:
@@ -157,7 +166,7 @@ def main() -> int:
     from lpo_ci.history.store import LocalStore
     from tests.support.history_data import synthetic_history
 
-    results: dict[str, float] = {}
+    results: dict[str, tuple[float, float]] = {}  # (wall, CPU) seconds
     with tempfile.TemporaryDirectory(prefix="lpo-ci-bench-history-") as scratch:
         root = Path(scratch) / "project"
         root.mkdir()
@@ -181,25 +190,30 @@ def main() -> int:
         results["html"], _ = command(root, "history", "html", str(Path(scratch) / "out.html"), runs=3)
         html_size = (Path(scratch) / "out.html").stat().st_size
         drift = drift_times(root, args.templates, args.examples, commits[-1])
-        results["drift per template"] = sum(drift) / len(drift)
+        results["drift per template"] = tuple(sum(d[k] for d in drift) / len(drift) for k in (0, 1))
         results["drift, first template (reads the store)"] = drift[0]
-        results["drift, other templates (median)"] = statistics.median(drift[1:]) if len(drift) > 1 else drift[0]
+        rest = drift[1:] or drift
+        results["drift, other templates (median)"] = tuple(statistics.median(d[k] for d in rest) for k in (0, 1))
         report = report_of(args.templates, args.examples, seed=2)
         results["record (folder)"] = record_times(root, LocalStore(history), report, runs=5)
         results["record (branch, no push)"] = record_times(root, GitBranchStore(root, "lpo-ci-history"), report,
                                                            runs=5)
-    print(f"html file: {html_size / 1e6:.1f} MB\n")
+    load = os.getloadavg()[0]
+    busy = load > (os.cpu_count() or 1)
+    print(f"html file: {html_size / 1e6:.1f} MB; load average {load:.2f} on {os.cpu_count()} CPUs"
+          + (": busy, so the targets are checked on CPU time, which stands in for an idle machine's wall time"
+             if busy else "") + "\n")
     width = max(map(len, results))
-    print(f"{'measure':<{width}}  {'seconds':>8}  {'target':>7}  ok")
+    print(f"{'measure':<{width}}  {'wall s':>7}  {'CPU s':>7}  {'target':>7}  ok")
     missed = []
-    for name, value in results.items():
+    for name, (wall, cpu) in results.items():
         target = TARGETS.get(name)
-        ok = "" if target is None else ("yes" if value < target else "NO")
+        ok = "" if target is None else ("yes" if (cpu if busy else wall) < target else "NO")
         if ok == "NO":
             missed.append(name)
-        print(f"{name:<{width}}  {value:>8.3f}  {'' if target is None else f'{target:.3f}':>7}  {ok}")
+        print(f"{name:<{width}}  {wall:>7.3f}  {cpu:>7.3f}  {'' if target is None else f'{target:.3f}':>7}  {ok}")
     if args.json:
-        print(json.dumps(results, indent=1))
+        print(json.dumps({"load": load, "results": results}, indent=1))
     return 2 if missed and args.strict else 0
 
 

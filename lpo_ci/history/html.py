@@ -30,9 +30,51 @@ MARK_COLOURS = {"T": "#2563eb", "M": "#ea580c", "D": "#7c3aed"}
 POINTS_DRAWN = 150  # above this many records, dots would hide the line: the line alone
 
 
-def _x(index: int, count: int) -> float:
-    inner = WIDTH - LEFT - RIGHT
-    return LEFT + (inner / 2 if count == 1 else index * inner / (count - 1))
+@dataclass
+class Columns:
+    """A series' records as columns: what the charts and the tooltips read, computed once."""
+
+    acc: list[float | None]
+    lo: list[float]
+    hi: list[float]
+    fingerprints: list[str]
+    marks: list[str]
+    tokens: list[int]
+    cost: list[float]
+    dates: list[str]
+
+    @classmethod
+    def of(cls, lines) -> "Columns":
+        columns = cls([], [], [], [], [], [], [], [])
+        for r, marks in lines:
+            accuracy, interval = r["accuracy"], r["interval"]
+            columns.acc.append(accuracy)
+            low, high = interval if interval else (accuracy or 0.0, accuracy or 0.0)
+            columns.lo.append(low)
+            columns.hi.append(high)
+            columns.fingerprints.append(r["fingerprint"])
+            columns.marks.append(marks)
+            columns.tokens.append(r["tokens"] or 0)
+            columns.cost.append(r["cost"] or 0.0)
+            columns.dates.append(r["commit_date"] or r["run_date"])
+        return columns
+
+    def xs(self) -> list[float]:
+        count, inner = len(self.acc), WIDTH - LEFT - RIGHT
+        if count == 1:
+            return [LEFT + inner / 2]
+        step = inner / (count - 1)
+        return [LEFT + i * step for i in range(count)]
+
+    def runs(self) -> list[list[int]]:
+        """Runs of consecutive records with the same fingerprint and a known accuracy."""
+        found: list[list[int]] = [[]]
+        for index, accuracy in enumerate(self.acc):
+            if accuracy is None or (found[-1] and self.fingerprints[found[-1][-1]] != self.fingerprints[index]):
+                found.append([])
+            if accuracy is not None:
+                found[-1].append(index)
+        return [run for run in found if run]
 
 
 @dataclass
@@ -45,10 +87,14 @@ class Axis:
     def y(self, value: float) -> float:
         return self.top + (self.high - value) / (self.high - self.low) * self.height
 
+    def ys(self, values) -> list[float]:
+        top, high, scale = self.top, self.high, self.height / (self.high - self.low)
+        return [top + (high - v) * scale for v in values]
 
-def _accuracy_axis(lines) -> Axis:
-    lows = [(r["interval"] or [r["accuracy"]])[0] for r, _ in lines if r["accuracy"] is not None]
-    highs = [(r["interval"] or [r["accuracy"]])[-1] for r, _ in lines if r["accuracy"] is not None]
+
+def _accuracy_axis(columns: Columns) -> Axis:
+    lows = [low for low, a in zip(columns.lo, columns.acc) if a is not None]
+    highs = [high for high, a in zip(columns.hi, columns.acc) if a is not None]
     low = math.floor(min(lows, default=0.0) * 10) / 10
     high = math.ceil(max(highs, default=1.0) * 10) / 10
     if high - low < 0.2:
@@ -56,19 +102,8 @@ def _accuracy_axis(lines) -> Axis:
     return Axis(low, high, TOP, HEIGHT - TOP - BOTTOM)
 
 
-def _segments(lines) -> list[list[int]]:
-    """Runs of consecutive records with the same fingerprint and a known accuracy."""
-    runs: list[list[int]] = [[]]
-    for index, (r, _) in enumerate(lines):
-        if r["accuracy"] is None or (runs[-1] and lines[runs[-1][-1]][0]["fingerprint"] != r["fingerprint"]):
-            runs.append([])
-        if r["accuracy"] is not None:
-            runs[-1].append(index)
-    return [run for run in runs if run]
-
-
-def _path(points: list[tuple[float, float]]) -> str:
-    return "M" + "L".join(f"{x:.1f} {y:.1f}" for x, y in points)
+def _path(xs, ys) -> str:
+    return "M" + "L".join(f"{x:.1f} {y:.1f}" for x, y in zip(xs, ys))
 
 
 def _frame(axis: Axis, ticks: list[float], label) -> list[str]:
@@ -80,59 +115,57 @@ def _frame(axis: Axis, ticks: list[float], label) -> list[str]:
     return parts
 
 
-def _dates(lines, height: float) -> list[str]:
-    count = len(lines)
+def _dates(columns: Columns, xs: list[float], height: float) -> list[str]:
+    count = len(xs)
     picks = sorted({round(i * (count - 1) / 5) for i in range(6)}) if count > 1 else [0]
-    return [f'<text class="tick" x="{_x(i, count):.1f}" y="{height - 8}" text-anchor="middle">'
-            f'{html.escape(rec.day(lines[i][0]["commit_date"] or lines[i][0]["run_date"]))}</text>' for i in picks]
+    return [f'<text class="tick" x="{xs[i]:.1f}" y="{height - 8}" text-anchor="middle">'
+            f'{html.escape(rec.day(columns.dates[i]))}</text>' for i in picks]
 
 
-def accuracy_chart(lines, number: int) -> str:
-    count, axis = len(lines), _accuracy_axis(lines)
+def accuracy_chart(columns: Columns, number: int) -> str:
+    xs, axis = columns.xs(), _accuracy_axis(columns)
     step = 0.1 if axis.high - axis.low <= 0.5 else 0.2
     ticks = [round(axis.low + k * step, 2) for k in range(int(round((axis.high - axis.low) / step)) + 1)]
     parts = _frame(axis, ticks, lambda v: f"{v:.0%}")
-    for index, (r, marks) in enumerate(lines):
+    for index, marks in enumerate(columns.marks):
         for mark in marks:
-            x = _x(index, count)
+            x = xs[index]
             parts.append(f'<line class="mark mark-{mark}" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" '
                          f'y2="{HEIGHT - BOTTOM}" stroke="{MARK_COLOURS[mark]}"/>')
             parts.append(f'<text class="mark-label" x="{x + 2:.1f}" y="{TOP + 9 + 10 * "TMD".index(mark)}" '
                          f'fill="{MARK_COLOURS[mark]}">{mark}</text>')
-    for run in _segments(lines):
-        upper = [(_x(i, count), axis.y((lines[i][0]["interval"] or [0, lines[i][0]["accuracy"]])[1])) for i in run]
-        lower = [(_x(i, count), axis.y((lines[i][0]["interval"] or [lines[i][0]["accuracy"]])[0])) for i in run]
-        centre = [(_x(i, count), axis.y(lines[i][0]["accuracy"])) for i in run]
+    for run in columns.runs():
+        run_xs = [xs[i] for i in run]
+        upper, lower = axis.ys(columns.hi[i] for i in run), axis.ys(columns.lo[i] for i in run)
+        centre = axis.ys(columns.acc[i] for i in run)
         if len(run) == 1:  # a lone record: its interval as a bar
-            (x, top), (_, bottom) = upper[0], lower[0]
-            parts.append(f'<path class="band" d="M{x - 3:.1f} {top:.1f}H{x + 3:.1f}V{bottom:.1f}H{x - 3:.1f}Z"/>')
+            x = run_xs[0]
+            parts.append(f'<path class="band" d="M{x - 3:.1f} {upper[0]:.1f}H{x + 3:.1f}V{lower[0]:.1f}'
+                         f'H{x - 3:.1f}Z"/>')
         else:
-            parts.append(f'<path class="band" d="{_path(upper + lower[::-1])}Z"/>')
-            parts.append(f'<path class="line" d="{_path(centre)}"/>')
-        if count <= POINTS_DRAWN or len(run) == 1:
-            parts += [f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="2.5"/>' for x, y in centre]
-    parts += _dates(lines, HEIGHT)
+            parts.append(f'<path class="band" d="{_path(run_xs + run_xs[::-1], upper + lower[::-1])}Z"/>')
+            parts.append(f'<path class="line" d="{_path(run_xs, centre)}"/>')
+        if len(xs) <= POINTS_DRAWN or len(run) == 1:
+            parts += [f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="2.5"/>' for x, y in zip(run_xs, centre)]
+    parts += _dates(columns, xs, HEIGHT)
     return _svg("accuracy", number, HEIGHT, parts, "accuracy with its 95% interval")
 
 
-def cost_chart(lines, number: int) -> str:
-    count = len(lines)
+def cost_chart(columns: Columns, number: int) -> str:
+    xs = columns.xs()
     axis = Axis(0.0, 1.0, TOP, COST_HEIGHT - TOP - BOTTOM)
-    tokens = [r["tokens"] or 0 for r, _ in lines]
-    costs = [r["cost"] or 0.0 for r, _ in lines]
-    top_tokens, top_cost = max(tokens, default=0) or 1, max(costs, default=0.0) or 1.0
+    top_tokens, top_cost = max(columns.tokens, default=0) or 1, max(columns.cost, default=0.0) or 1.0
     parts = [f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{axis.y(v):.1f}" y2="{axis.y(v):.1f}"/>'
              for v in (0.0, 0.5, 1.0)]
     parts.append(f'<text class="tick tokens" x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end">{top_tokens:,}</text>')
     parts.append(f'<text class="tick cost" x="{WIDTH - RIGHT + 6}" y="{TOP + 4}">${top_cost:.4f}</text>')
-    for name, values, top in (("tokens", tokens, top_tokens), ("cost", costs, top_cost)):
-        points = [(_x(i, count), axis.y(v / top)) for i, v in enumerate(values)]
-        if count == 1:
-            points.append((points[0][0] + 1, points[0][1]))
-        parts.append(f'<path class="line {name}" d="{_path(points)}"/>')
+    for name, values, top in (("tokens", columns.tokens, top_tokens), ("cost", columns.cost, top_cost)):
+        ys = axis.ys(v / top for v in values)
+        line_xs = xs if len(xs) > 1 else [xs[0], xs[0] + 1]
+        parts.append(f'<path class="line {name}" d="{_path(line_xs, ys if len(ys) > 1 else ys * 2)}"/>')
     parts.append(f'<text class="tick tokens" x="{LEFT + 4}" y="{TOP - 4}">tokens per run</text>')
     parts.append(f'<text class="tick cost" x="{WIDTH - RIGHT - 4}" y="{TOP - 4}" text-anchor="end">cost per run</text>')
-    parts += _dates(lines, COST_HEIGHT)
+    parts += _dates(columns, xs, COST_HEIGHT)
     return _svg("cost", number, COST_HEIGHT, parts, "tokens (left scale) and cost (right scale) per run")
 
 
@@ -144,26 +177,19 @@ def _svg(kind: str, number: int, height: int, parts: list[str], label: str) -> s
             f'<rect class="hover" x="{LEFT}" y="0" width="{WIDTH - LEFT - RIGHT}" height="{height}"/></svg>')
 
 
-def mini_sparkline(lines) -> str:
+def mini_sparkline(columns: Columns) -> str:
     """A small inline SVG sparkline for the summary table."""
-    values = [r["accuracy"] for r, _ in lines]
-    known = [v for v in values if v is not None]
+    known = [v for v in columns.acc if v is not None]
     if not known:
         return ""
     low, high = min(known), max(known)
     span = max(high - low, 0.05)
-    width, height, count = 120, 24, len(values)
-    pieces, run = [], []
-    for index, (r, _) in enumerate(lines):
-        if r["accuracy"] is None or (index and r["fingerprint"] != lines[index - 1][0]["fingerprint"]):
-            if len(run) > 1:
-                pieces.append(_path(run))
-            run = []
-        if r["accuracy"] is not None:
-            x = 2 + (width - 4) * (index / (count - 1) if count > 1 else 0.5)
-            run.append((x, 2 + (height - 4) * (high - r["accuracy"]) / span))
-    if len(run) > 1:
-        pieces.append(_path(run))
+    width, height, count = 120, 24, len(columns.acc)
+    pieces = []
+    for run in columns.runs():
+        if len(run) > 1:
+            pieces.append(_path([2 + (width - 4) * i / (count - 1) for i in run],
+                                [2 + (height - 4) * (high - columns.acc[i]) / span for i in run]))
     return (f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
             + "".join(f'<path d="{d}"/>' for d in pieces) + "</svg>")
 
@@ -173,6 +199,7 @@ class Page:
     commits: dict[str, int] = field(default_factory=dict)
     commit_rows: list[list[str]] = field(default_factory=list)
     models: dict[str, int] = field(default_factory=dict)
+    model_keys: dict[tuple, int] = field(default_factory=dict)
     data: list[dict[str, Any]] = field(default_factory=list)
 
     def commit(self, r: dict[str, Any]) -> int:
@@ -184,18 +211,20 @@ class Page:
         return self.commits[key]
 
     def model(self, r: dict[str, Any]) -> int:
-        ids = ", ".join(r["reported_models"])
-        name = r["model"] + (f" ({ids})" if ids and ids != r["model"] else "")
-        return self.models.setdefault(name, len(self.models))
+        key = (r["model"], *r["reported_models"])
+        if key not in self.model_keys:
+            ids = ", ".join(r["reported_models"])
+            name = r["model"] + (f" ({ids})" if ids and ids != r["model"] else "")
+            self.model_keys[key] = self.models.setdefault(name, len(self.models))
+        return self.model_keys[key]
 
-    def add(self, lines) -> None:
+    def add(self, lines, columns: Columns) -> None:
         self.data.append({
-            "acc": [None if r["accuracy"] is None else round(r["accuracy"], 4) for r, _ in lines],
-            "lo": [round((r["interval"] or [0, 0])[0], 4) for r, _ in lines],
-            "hi": [round((r["interval"] or [0, 0])[1], 4) for r, _ in lines],
+            "acc": [None if a is None else round(a, 4) for a in columns.acc],
+            "lo": [round(v, 4) for v in columns.lo], "hi": [round(v, 4) for v in columns.hi],
             "n": [r["n"] for r, _ in lines], "c": [self.commit(r) for r, _ in lines],
-            "m": [self.model(r) for r, _ in lines], "k": [marks for _, marks in lines],
-            "tok": [r["tokens"] for r, _ in lines], "usd": [round(r["cost"] or 0.0, 6) for r, _ in lines],
+            "m": [self.model(r) for r, _ in lines], "k": columns.marks, "tok": columns.tokens,
+            "usd": [round(v, 6) for v in columns.cost],
         })
 
     def script_data(self) -> str:
@@ -279,14 +308,15 @@ def dashboard(selected: list[Series], *, title: str, last: int | None = None, si
         if not lines:
             continue
         number = len(page.data)
-        page.add(lines)
+        columns = Columns.of(lines)
+        page.add(lines, columns)
         latest = lines[-1][0]
         anchor = f"t{number}"
         interval = latest["interval"]
         span = f"[{interval[0]:.1%}, {interval[1]:.1%}]" if interval else ""
         accuracy = "-" if latest["accuracy"] is None else f"{latest['accuracy']:.1%}"
         summary.append(f'<tr><td><a href="#{anchor}">{html.escape(series.template)}</a></td>'
-                       f'<td>{mini_sparkline(lines)}</td><td class="num">{accuracy} {span}</td>'
+                       f'<td>{mini_sparkline(columns)}</td><td class="num">{accuracy} {span}</td>'
                        f'<td class="num">{len(lines)}</td>'
                        f'<td>{html.escape(rec.day(latest["commit_date"] or latest["run_date"]))}</td></tr>')
         former = f" (formerly {html.escape(', '.join(series.paths[1:]))})" if len(series.paths) > 1 else ""
@@ -295,7 +325,7 @@ def dashboard(selected: list[Series], *, title: str, last: int | None = None, si
             f'<section id="{anchor}"><h2>{html.escape(series.template)}{former}</h2>'
             f'<p class="meta">{html.escape(latest["data"] or "")} · {html.escape(", ".join(models))} · '
             f'{len(lines)} records, last {html.escape(rec.short(latest["commit"]))} · latest {accuracy} {span}</p>'
-            f'{accuracy_chart(lines, number)}{cost_chart(lines, number)}</section>')
+            f'{accuracy_chart(columns, number)}{cost_chart(columns, number)}</section>')
     legend = "".join(f'<span><i style="background:{MARK_COLOURS[k]}"></i>{k}: {html.escape(v)}</span>'
                      for k, v in CHANGE_NAMES.items())
     body = ("<p>No history records match.</p>" if not sections else

@@ -29,9 +29,10 @@ FORMAT = 1  # bump when the shape changes; readers upgrade older records (see ``
 OUTCOME_CODES = {"correct": "c", "wrong": "w", "format_failure": "f", "error": "e"}
 CORRECT, WRONG, FORMAT_FAILURE, ERROR = "c", "w", "f", "e"
 EVENTS = ("push", "schedule", "manual", "pull_request")
-# Fields an older writer may lack, with what a reader assumes.
+# Fields an older writer may lack, with what a reader assumes (``renamed_from`` and ``dirty`` are
+# written only when they apply: read them with ``.get``).
 DEFAULTS: dict[str, Any] = {
-    "run": "", "tool": "", "repo_prefix": "", "renamed_from": None, "dirty": False, "commit": None,
+    "run": "", "tool": "", "repo_prefix": "", "commit": None,
     "parent": None, "commit_date": None, "subject": "", "ref": "", "event": "manual", "data": "",
     "model": "", "reported_models": {}, "system_fingerprints": {}, "status": "", "correct": None,
     "accuracy": None, "interval": None, "format_failures": 0, "errors": 0, "tokens": 0, "cost": 0.0,
@@ -64,7 +65,9 @@ def pack_ids(ids: list[str]) -> str | list[str]:
 def unpack_ids(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
-    return value.split(" ") if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        return value.split(" ") if value else []
+    return list(value)
 
 
 def outcomes(record: dict[str, Any]) -> dict[str, str]:
@@ -139,6 +142,8 @@ def _number(value: Any) -> bool:
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """Bring a record of an older format to this one (format 1 is the first: defaults only)."""
+    if _DEFAULT_KEYS.issubset(data):  # as written by this version
+        return data
     for key in _DEFAULT_KEYS - data.keys():
         value = DEFAULTS[key]
         data[key] = dict(value) if isinstance(value, dict) else value
@@ -147,6 +152,47 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
 
 def check(data: Any) -> dict[str, Any]:
     """The record, upgraded, or a RecordError that says what is wrong with it."""
+    if _well_formed(data):
+        return upgrade(data)
+    _explain(data)
+    return upgrade(data)  # only what ``_explain`` accepts gets here (a list of ids, an int accuracy, ...)
+
+
+def _share(value: Any) -> bool:
+    return (type(value) is float or type(value) is int) and 0 <= value <= 1
+
+
+@functools.lru_cache(maxsize=65536)  # many records name each commit (one per template)
+def _commit_id(value: str) -> bool:
+    return bool(_HEX.match(value))
+
+
+def _well_formed(data: Any) -> bool:
+    """The common case, checked cheaply (histories are read whole): what this lpo-ci writes."""
+    if type(data) is not dict:
+        return False
+    version, sha, fingerprint, date = data.get("format"), data.get("template_sha"), data.get("fingerprint"), \
+        data.get("run_date")
+    if not (type(version) is int and 1 <= version <= FORMAT and type(sha) is str and sha
+            and type(fingerprint) is str and fingerprint and type(date) is str and date):
+        return False
+    template, commit, n = data.get("template"), data.get("commit"), data.get("n")
+    if not (type(template) is str and _relative_path(template) and type(n) is int and n >= 0
+            and (commit is None or (type(commit) is str and _commit_id(commit)))):
+        return False
+    accuracy, interval = data.get("accuracy"), data.get("interval")
+    if not (accuracy is None or _share(accuracy)):
+        return False
+    if interval is not None and not (type(interval) is list and len(interval) == 2
+                                     and _share(interval[0]) and _share(interval[1])):
+        return False
+    packed, ids = data.get("outcomes"), data.get("ids")
+    return packed is None or (type(packed) is str and not packed.strip("cwfe") and type(ids) is str
+                              and (ids.count(" ") + 1 if ids else 0) == len(packed))
+
+
+def _explain(data: Any) -> None:
+    """Raise the RecordError that says what is wrong (or return for an unusual but valid record)."""
     if not isinstance(data, dict):
         raise RecordError("not a JSON object")
     version = data.get("format")
@@ -180,14 +226,13 @@ def check(data: Any) -> dict[str, Any]:
         ids = data.get("ids")
         if not (isinstance(ids, str) or (isinstance(ids, list) and all(isinstance(i, str) for i in ids))):
             raise RecordError("'ids' must be a string of space-separated ids or a list of strings")
-        if (ids.count(" ") + 1 if isinstance(ids, str) else len(ids)) != len(packed):
+        if len(unpack_ids(ids)) != len(packed):
             raise RecordError("'ids' and 'outcomes' differ in length")
-    return upgrade(data)
 
 
 def loads(line: str | bytes) -> dict[str, Any]:
     try:
-        data = json.loads(line)
+        data = json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RecordError(f"not JSON ({getattr(exc, 'msg', exc)})") from None
     return check(data)

@@ -139,9 +139,8 @@ def changes(previous: dict[str, Any] | None, current: dict[str, Any]) -> str:
     marks = ""
     if previous["template_sha"] != current["template_sha"]:
         marks += TEMPLATE
-    model_changed = previous["model"] != current["model"] or (
-        previous["reported_models"] and current["reported_models"]
-        and set(previous["reported_models"]) != set(current["reported_models"]))
+    before, after = previous["reported_models"], current["reported_models"]
+    model_changed = previous["model"] != current["model"] or bool(before and after and before.keys() != after.keys())
     if model_changed:
         marks += MODEL
     elif previous["fingerprint"] != current["fingerprint"]:

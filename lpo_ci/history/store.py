@@ -17,6 +17,7 @@ nothing is rewritten.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -115,8 +116,37 @@ class Shard:
         self._load([c for c in self.chunks if c.data is None])
         found = []
         for index in range(len(self.chunks)):
-            found += [r for r in (self._record(index, n) for n in range(len(self._lines(index)))) if r is not None]
+            self._parse_all(index)
+            found += [r for r in (self._parsed[index, n] for n in range(len(self._lines(index)))) if r is not None]
         return found
+
+    def _parse_all(self, index: int) -> None:
+        """Parse a whole file in one JSON call (several times faster than line by line); a file
+        with a line that is not JSON is parsed line by line, to name that line."""
+        lines = self._lines(index)
+        todo = [n for n in range(len(lines)) if (index, n) not in self._parsed and lines[n].strip()]
+        if not todo:
+            for n in range(len(lines)):
+                self._parsed.setdefault((index, n), None)
+            return
+        values = None
+        if all(lines[n].lstrip()[:1] == b"{" and lines[n].rstrip()[-1:] == b"}" for n in todo):
+            try:
+                values = json.loads(b"[" + b",".join(lines[n] for n in todo) + b"]")
+            except (ValueError, UnicodeDecodeError):
+                pass
+        if values is None or len(values) != len(todo):
+            for n in range(len(lines)):
+                self._record(index, n)
+            return
+        for n, value in zip(todo, values):
+            try:
+                self._parsed[index, n] = rec.check(value)
+            except rec.RecordError as exc:
+                self._parsed[index, n] = None
+                self.problems.append((self.chunks[index].source, n + 1, str(exc)))
+        for n in range(len(lines)):
+            self._parsed.setdefault((index, n), None)
 
     def reversed(self) -> Iterator[dict[str, Any]]:
         """Records from the newest back, loaded and parsed as they are reached."""
