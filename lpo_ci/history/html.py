@@ -103,7 +103,7 @@ def _accuracy_axis(columns: Columns) -> Axis:
 
 
 def _path(xs, ys) -> str:
-    return "M" + "L".join(f"{x:.1f} {y:.1f}" for x, y in zip(xs, ys))
+    return "M" + "L".join(map("%.1f %.1f".__mod__, zip(xs, ys)))
 
 
 def _frame(axis: Axis, ticks: list[float], label) -> list[str]:
