@@ -216,3 +216,16 @@ def test_record_bad_inputs(remote, tmp_path):
     git(work, "checkout", "-q", "--orphan", BRANCH)  # the history branch checked out by mistake
     result = lpo(work, "history", "record", "--report", str(write_report(work)), "--branch")
     assert result.returncode == 2 and "is checked out here" in result.stderr
+
+
+def test_ancestry_is_unknown_in_a_shallow_clone(remote, tmp_path):
+    """A shallow clone cannot say which records are of the base branch: the gates then fall back
+    to the records' own events instead of calling every record foreign."""
+    from lpo_ci.history.context import Ancestry
+
+    full = clone(remote, tmp_path / "full")
+    head = git(full, "rev-parse", "HEAD").strip()
+    assert Ancestry(full, head).known and Ancestry(full, head).contains(head)
+    shallow = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{remote}", str(shallow))
+    assert not Ancestry(shallow, head).known

@@ -223,3 +223,34 @@ def test_bad_drift_keys_are_errors_at_their_line(pytester, openai_server):
     write_template(pytester, "prompts/x.j2", GOOD, samples=10)
     result = pytester.runpytest("--lpo")
     result.stderr.fnmatch_lines(["*pyproject.toml:4: 'drift_tolerance' must be a number between 0 and 1*"])
+
+
+def test_lpo_history_on_a_branch_commits_without_touching_the_checkout(pytester, openai_server, capsys,
+                                                                        monkeypatch):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD, samples=10)
+    first = init_repo(pytester)
+    result = pytester.runpytest("--lpo", "--lpo-history", "--lpo-history-branch", "prompt-history")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["history: 1 record appended to branch prompt-history"])
+    assert git(pytester.path, "rev-parse", "HEAD").strip() == first  # main did not move
+    assert git(pytester.path, "branch", "--show-current").strip() == "main"
+    files = git(pytester.path, "ls-tree", "-r", "--name-only", "prompt-history").split()
+    assert "lpo-ci-history.json" in files and any(f.startswith("prompts/x.j2/") for f in files)
+    assert not (pytester.path / ".lpo-ci" / "history").exists()
+    monkeypatch.chdir(pytester.path)
+    capsys.readouterr()
+    assert main(["history", "show", "--branch", "prompt-history", "--format", "json"]) == 0
+    (shown,) = json.loads(capsys.readouterr().out)["templates"]
+    assert shown["template"] == "prompts/x.j2" and shown["records"][0]["commit"] == first
+
+
+def test_cli_eval_fresh_asks_again(pytester, openai_server, monkeypatch, capsys):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/x.j2", GOOD, samples=10)
+    monkeypatch.chdir(pytester.path)
+    assert main(["eval", "prompts/x.j2", "--no-base"]) == 0
+    assert main(["eval", "prompts/x.j2", "--no-base"]) == 0
+    assert openai_server.requests == 10  # the second run read the cache
+    assert main(["eval", "prompts/x.j2", "--no-base", "--fresh"]) == 0
+    assert openai_server.requests == 20  # asked again

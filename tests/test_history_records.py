@@ -73,6 +73,11 @@ def test_scorer_fields_of_the_report_are_recorded():
     (lambda r: r.update(outcomes="c"), "'ids' and 'outcomes' differ in length"),
     (lambda r: r.update(commit="not hex"), "'commit' must be a hexadecimal commit id"),
     (lambda r: r.pop("format"), "no record format number"),
+    (lambda r: r.update(reported_models="gpt"), "'reported_models' must map names to counts"),
+    (lambda r: r.update(subject=["<b>"]), "'subject' must be a string"),
+    (lambda r: r.update(tokens="many"), "'tokens' must be a number"),
+    (lambda r: r.update(renamed_from="/etc/passwd"), "'renamed_from' must be a relative path"),
+    (lambda r: r.update(dirty="yes"), "'dirty' must be true or false"),
 ])
 def test_malformed_records_are_refused_with_the_reason(change, problem):
     r = make_record("prompts/x.j2", "cw", 0)

@@ -97,13 +97,17 @@ def former_paths(root: Path, relpath: str) -> list[str]:
 
 
 class Ancestry:
-    """Whether a recorded commit is in the history of a given one (``git rev-list``, once)."""
+    """Whether a recorded commit is in the history of a given one (``git rev-list``, once).
+
+    Unknown (``known`` is False) outside git and in a shallow clone, whose history is cut short:
+    callers then fall back to what the records themselves say."""
 
     def __init__(self, root: Path, rev: str | None):
         self.commits: set[str] | None = None
         if rev:
             try:
-                listed = _git(root, "rev-list", f"--max-count={MAX_ANCESTORS}", rev)
+                shallow = _git(root, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
+                listed = None if shallow else _git(root, "rev-list", f"--max-count={MAX_ANCESTORS}", rev)
             except FileNotFoundError:
                 listed = None
             if listed is not None and listed.returncode == 0:

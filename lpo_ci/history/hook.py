@@ -89,41 +89,44 @@ class HistoryGates:
         if report.status not in (drift.PASS, drift.FAIL) or report.head is None:
             return
         spec = template.spec
+        gated = bool(spec.drift_window) or self.fresh
         every = self._load()
-        if not every and not spec.drift_window and not self.fresh:
-            return  # no history at all, and no gate that needs to say so
-        series = self._series_of(every, template.relpath)
-        if series is None and not spec.drift_window and not self.fresh:
-            return
+        series = self._series_of(every, template.relpath) if every else None
+        if series is None and not gated:
+            return  # no history of this template, and no gate that needs to say so
         if self._context is None:
             self._context = run_context(self.root, repo_prefix=self.prefix)
         head = rec.build(report.to_dict(), self._context, template_sha=rec.text_sha(template.source))
         if head is None:
             return
-        for part in (series.parts if series else []):
-            for message in part.shard.warnings():
-                self._warn(message)
         recent = []
         if series is not None:
+            for part in series.parts:
+                for message in part.shard.warnings():
+                    self._warn(message)
             on_base = self._on(report.base_rev or self._context["commit"])
             recent = series.tail(max(tr.POINTS, spec.drift_window or 0), on_base)
+        findings = self._findings(spec, series, recent, head)
+        report.history = {"trend": tr.build(recent, head).to_dict(), **{f.gate: f.to_dict() for f in findings}}
+        apply(report.verdict, findings)
+        for finding in findings:
+            if finding.status == drift.UNCHECKED:
+                self._warn(f"{template.relpath}: {finding.message}")
+
+    def _findings(self, spec, series: ser.Series | None, recent: list[dict[str, Any]],
+                  head: dict[str, Any]) -> list[drift.Finding]:
+        """The creeping-drift gate (``drift_window``) and the model-drift gate (``--lpo-fresh``)."""
         findings = []
         if spec.drift_window:
-            window = recent[-spec.drift_window:]
             tolerance = spec.tolerance if spec.drift_tolerance is None else spec.drift_tolerance
-            findings.append(drift.creeping(window, head, tolerance=tolerance, alpha=spec.alpha,
-                                           size=spec.drift_window))
+            findings.append(drift.creeping(recent[-spec.drift_window:], head, tolerance=tolerance,
+                                           alpha=spec.alpha, size=spec.drift_window))
         if self.fresh:
             on_head = self._on(self._context["commit"])
             previous = next((r for r in (series.newest_first() if series else [])
                              if r["fingerprint"] == head["fingerprint"] and r["outcomes"] and on_head(r)), None)
             findings.append(drift.model_drift(previous, head, tolerance=spec.tolerance, alpha=spec.alpha))
-        report.history = {"trend": tr.build(recent, head).to_dict(),
-                          **{f.gate: f.to_dict() for f in findings}}
-        apply(report.verdict, findings)
-        for finding in findings:
-            if finding.status == drift.UNCHECKED:
-                self._warn(f"{template.relpath}: {finding.message}")
+        return findings
 
 
 def apply(verdict, findings: list[drift.Finding]) -> None:

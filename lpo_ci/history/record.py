@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "seconds": 0.0, "ids": None, "outcomes": None,
 }
 _DEFAULT_KEYS = frozenset(DEFAULTS)
+_EMPTY: dict = {}
+_TEXTS = ("model", "subject", "ref", "event", "data", "status")  # read as text by the views
+_OPTIONAL_TEXTS = ("commit_date", "parent")
 _OUTCOME_STRING = re.compile(r"\A[cwfe]*\Z")
 _HEX = re.compile(r"\A[0-9a-f]{4,64}\Z")
 
@@ -186,6 +189,12 @@ def _well_formed(data: Any) -> bool:
     if interval is not None and not (type(interval) is list and len(interval) == 2
                                      and _share(interval[0]) and _share(interval[1])):
         return False
+    if not (type(data.get("reported_models", _EMPTY)) is dict and type(data.get("system_fingerprints", _EMPTY)) is dict
+            and type(data.get("tokens", 0)) is int and type(data.get("cost", 0.0)) in (float, int)
+            and all(type(data.get(key, "")) is str for key in _TEXTS)
+            and all(type(data.get(key)) in (str, type(None)) for key in _OPTIONAL_TEXTS)
+            and data.get("renamed_from") is None and data.get("dirty", False) in (True, False)):
+        return False
     packed, ids = data.get("outcomes"), data.get("ids")
     return packed is None or (type(packed) is str and not packed.strip("cwfe") and type(ids) is str
                               and (ids.count(" ") + 1 if ids else 0) == len(packed))
@@ -219,6 +228,21 @@ def _explain(data: Any) -> None:
     if interval is not None and not (isinstance(interval, list) and len(interval) == 2
                                      and all(_number(v) and 0 <= v <= 1 for v in interval)):
         raise RecordError("'interval' must be two numbers between 0 and 1")
+    for key in ("reported_models", "system_fingerprints"):
+        value = data.get(key, _EMPTY)
+        if not isinstance(value, dict) or not all(isinstance(k, str) and _number(v) for k, v in value.items()):
+            raise RecordError(f"'{key}' must map names to counts")
+    for key in ("tokens", "cost", "seconds"):
+        if not _number(data.get(key, 0)):
+            raise RecordError(f"'{key}' must be a number")
+    for key in _TEXTS + _OPTIONAL_TEXTS:
+        value = data.get(key, "")
+        if not (isinstance(value, str) or (value is None and key in _OPTIONAL_TEXTS)):
+            raise RecordError(f"'{key}' must be a string")
+    if data.get("renamed_from") is not None and not relative_path(data["renamed_from"]):
+        raise RecordError("'renamed_from' must be a relative path inside the repository")
+    if not isinstance(data.get("dirty", False), bool):
+        raise RecordError("'dirty' must be true or false")
     packed = data.get("outcomes")
     if packed is not None:
         if not isinstance(packed, str) or not _OUTCOME_STRING.match(packed):
