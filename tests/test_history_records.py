@@ -250,3 +250,17 @@ def test_show_bad_inputs(tmp_path, capsys):
         main(base + ["--last", "0"])
     assert main(["history", "show", "--dir", str(tmp_path / "empty"), "--root", str(tmp_path)]) == 0
     assert "no history records match" in capsys.readouterr().out
+
+
+def test_unwritable_places_are_clear_errors(tmp_path, capsys):
+    blocker = tmp_path / "history"
+    blocker.write_text("a file, not a folder", encoding="utf-8")
+    from lpo_ci.history.store import HistoryError
+
+    with pytest.raises(HistoryError, match="cannot write the history") as caught:
+        LocalStore(blocker).append([make_record("prompts/x.j2", "c", 0)])
+    assert "hint: check the folder" in str(caught.value)
+    store = store_with(tmp_path / "ok", [make_record("prompts/x.j2", "c", 0)])
+    out = blocker / "dashboard.html"
+    assert main(["history", "html", str(out), "--dir", str(store.directory), "--root", str(tmp_path)]) == 2
+    assert "cannot write the dashboard" in capsys.readouterr().err

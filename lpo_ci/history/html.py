@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..errors import LpoError
 from . import record as rec
 from .series import CHANGE_NAMES, Series
 from .show import rows, parse_since, ref_filter
@@ -346,6 +347,11 @@ def dashboard(selected: list[Series], *, title: str, last: int | None = None, si
 
 
 def write_dashboard(out: Path, selected: list[Series], **options) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(dashboard(selected, **options), encoding="utf-8")
+    page = dashboard(selected, **options)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise LpoError(f"cannot write the dashboard: {exc.strerror}", path=exc.filename or out,
+                       hint="name a file in a writable folder") from None
     return out

@@ -250,14 +250,20 @@ class LocalStore(Store):
                 for key, names in wanted.items()}
 
     def append(self, records: list[dict[str, Any]]) -> list[str]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        attributes = self.directory / ".gitattributes"
-        if not attributes.exists():
-            attributes.write_text(ATTRIBUTES, encoding="utf-8")
-        for name, lines in group_lines(records).items():
-            path = self.directory / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            append_lines(path, lines)
+        grouped = group_lines(records)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            attributes = self.directory / ".gitattributes"
+            if not attributes.exists():
+                attributes.write_text(ATTRIBUTES, encoding="utf-8")
+            for name, lines in grouped.items():
+                path = self.directory / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                append_lines(path, lines)
+        except OSError as exc:
+            raise HistoryError(f"cannot write the history: {exc.strerror}", path=exc.filename or self.directory,
+                               hint="check the folder (history_dir under [tool.lpo_ci]) is a writable directory") \
+                from None
         return []
 
 
