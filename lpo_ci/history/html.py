@@ -221,8 +221,7 @@ class Page:
 
     def add(self, lines, columns: Columns) -> None:
         self.data.append({
-            "acc": [None if a is None else round(a, 4) for a in columns.acc],
-            "lo": [round(v, 4) for v in columns.lo], "hi": [round(v, 4) for v in columns.hi],
+            "acc": columns.acc, "lo": columns.lo, "hi": columns.hi,
             "n": [r["n"] for r, _ in lines], "c": [self.commit(r) for r, _ in lines],
             "m": [self.model(r) for r, _ in lines], "k": columns.marks, "tok": columns.tokens,
             "usd": [round(v, 6) for v in columns.cost],

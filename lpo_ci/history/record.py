@@ -126,12 +126,18 @@ def build(item: dict[str, Any], context: dict[str, Any], *, template_sha: str,
     record.update({
         "model": item.get("model") or "", "reported_models": head.get("reported_models") or {},
         "system_fingerprints": head.get("system_fingerprints") or {}, "status": item["status"],
-        "n": head.get("n", len(ids)), "correct": head.get("correct"), "accuracy": head.get("accuracy"),
-        "interval": head.get("interval"), "format_failures": head.get("format_failures", 0),
+        "n": head.get("n", len(ids)), "correct": head.get("correct"), "accuracy": _round(head.get("accuracy")),
+        "interval": [_round(v) for v in head["interval"]] if head.get("interval") else None,
+        "format_failures": head.get("format_failures", 0),
         "errors": head.get("errors", 0), "tokens": usage.get("tokens", 0), "cost": usage.get("cost", 0.0),
         "seconds": head.get("seconds", 0.0), "ids": pack_ids(ids), "outcomes": packed,
     })
     return record
+
+
+def _round(value: float | None) -> float | None:
+    """Six decimals: exact enough for any accuracy, and quicker to read back than seventeen."""
+    return None if value is None else round(value, 6)
 
 
 def dumps(record: dict[str, Any]) -> str:

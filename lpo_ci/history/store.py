@@ -81,6 +81,9 @@ class Chunk:
         return self.lines
 
 
+_UNPARSED = object()
+
+
 class Shard:
     """One template's records across its month files, loaded and parsed on demand."""
 
@@ -88,28 +91,33 @@ class Shard:
         self.key = key
         self.chunks = sorted(chunks, key=lambda c: c.name)
         self._load = load
-        self._parsed: dict[tuple[int, int], dict[str, Any] | None] = {}
+        self._parsed: list[list[Any] | None] = [None] * len(self.chunks)  # per file: a record, None or _UNPARSED
         self.problems: list[tuple[str, int, str]] = []  # (file, line, what is wrong)
 
-    def _lines(self, index: int) -> list[bytes]:
-        chunk = self.chunks[index]
-        if chunk.data is None:
-            self._load([chunk])
-        return chunk.split()
+    def _slots(self, index: int) -> list[Any]:
+        """The file's lines' parsed records (_UNPARSED until parsed), loading the file if needed."""
+        slots = self._parsed[index]
+        if slots is None:
+            chunk = self.chunks[index]
+            if chunk.data is None:
+                self._load([chunk])
+            slots = self._parsed[index] = [_UNPARSED] * len(chunk.split())
+        return slots
+
+    def _problem(self, index: int, line: int, message: str) -> None:
+        self.problems.append((self.chunks[index].source, line + 1, message))
 
     def _record(self, index: int, line: int) -> dict[str, Any] | None:
-        key = (index, line)
-        if key in self._parsed:
-            return self._parsed[key]
-        raw = self.chunks[index].lines[line]
-        parsed = None
-        if raw.strip():
-            try:
-                parsed = rec.loads(raw)
-            except rec.RecordError as exc:
-                self.problems.append((self.chunks[index].source, line + 1, str(exc)))
-        self._parsed[key] = parsed
-        return parsed
+        slots = self._slots(index)
+        if slots[line] is _UNPARSED:
+            raw, parsed = self.chunks[index].lines[line], None
+            if raw.strip():
+                try:
+                    parsed = rec.loads(raw)
+                except rec.RecordError as exc:
+                    self._problem(index, line, str(exc))
+            slots[line] = parsed
+        return slots[line]
 
     def records(self) -> list[dict[str, Any]]:
         """Every record, in the order they were appended."""
@@ -117,48 +125,42 @@ class Shard:
         found = []
         for index in range(len(self.chunks)):
             self._parse_all(index)
-            found += [r for r in (self._parsed[index, n] for n in range(len(self._lines(index)))) if r is not None]
+            found += [r for r in self._parsed[index] if r is not None]
         return found
 
     def _parse_all(self, index: int) -> None:
         """Parse a whole file in one JSON call (several times faster than line by line); a file
         with a line that is not JSON is parsed line by line, to name that line."""
-        lines = self._lines(index)
-        todo = [n for n in range(len(lines)) if (index, n) not in self._parsed and lines[n].strip()]
-        if not todo:
-            for n in range(len(lines)):
-                self._parsed.setdefault((index, n), None)
-            return
+        slots, lines = self._slots(index), self.chunks[index].lines
+        todo = [n for n, slot in enumerate(slots) if slot is _UNPARSED and lines[n].strip()]
         values = None
-        if all(lines[n].lstrip()[:1] == b"{" and lines[n].rstrip()[-1:] == b"}" for n in todo):
+        if todo and all(lines[n].lstrip()[:1] == b"{" and lines[n].rstrip()[-1:] == b"}" for n in todo):
             try:
                 values = json.loads(b"[" + b",".join(lines[n] for n in todo) + b"]")
             except (ValueError, UnicodeDecodeError):
                 pass
-        if values is None or len(values) != len(todo):
-            for n in range(len(lines)):
+        if values is not None and len(values) == len(todo):
+            for n, value in zip(todo, values):
+                try:
+                    slots[n] = rec.check(value)
+                except rec.RecordError as exc:
+                    slots[n] = None
+                    self._problem(index, n, str(exc))
+        for n in range(len(slots)):
+            if slots[n] is _UNPARSED:
                 self._record(index, n)
-            return
-        for n, value in zip(todo, values):
-            try:
-                self._parsed[index, n] = rec.check(value)
-            except rec.RecordError as exc:
-                self._parsed[index, n] = None
-                self.problems.append((self.chunks[index].source, n + 1, str(exc)))
-        for n in range(len(lines)):
-            self._parsed.setdefault((index, n), None)
 
     def reversed(self) -> Iterator[dict[str, Any]]:
         """Records from the newest back, loaded and parsed as they are reached."""
         for index in range(len(self.chunks) - 1, -1, -1):
-            for line in range(len(self._lines(index)) - 1, -1, -1):
+            for line in range(len(self._slots(index)) - 1, -1, -1):
                 found = self._record(index, line)
                 if found is not None:
                     yield found
 
     def first(self) -> dict[str, Any] | None:
         for index in range(len(self.chunks)):
-            for line in range(len(self._lines(index))):
+            for line in range(len(self._slots(index))):
                 found = self._record(index, line)
                 if found is not None:
                     return found
@@ -166,7 +168,7 @@ class Shard:
 
     def parsed(self) -> list[dict[str, Any]]:
         """The records parsed so far."""
-        return [r for r in self._parsed.values() if r is not None]
+        return [r for slots in self._parsed if slots for r in slots if r is not None and r is not _UNPARSED]
 
     def warnings(self) -> list[str]:
         """The problems, one line per kind and file: the first place it occurred, and how often."""
