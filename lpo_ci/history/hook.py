@@ -9,6 +9,7 @@ turns a finished report into records and appends them.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -39,15 +40,19 @@ class HistoryGates:
     """Reads the store once per run; called by the runner after each template's gate."""
 
     def __init__(self, root: Path, store: Store, *, fresh: bool = False):
-        from ..vcs import repo_prefix
-
         self.root, self.store, self.fresh = Path(root), store, fresh
-        self.prefix = repo_prefix(self.root)
         self._lock = threading.Lock()
         self._series: dict[str, ser.Series] | None = None
         self._ancestry: dict[str | None, Ancestry] = {}
         self._context: dict[str, Any] | None = None
         self._warned: set[str] = set()
+
+    @functools.cached_property
+    def prefix(self) -> str:
+        """Where the project sits in its repository: records are keyed by repository paths."""
+        from ..vcs import repo_prefix
+
+        return repo_prefix(self.root)
 
     def _load(self) -> dict[str, ser.Series]:
         with self._lock:
