@@ -229,3 +229,26 @@ def test_ancestry_is_unknown_in_a_shallow_clone(remote, tmp_path):
     shallow = tmp_path / "shallow"
     git(tmp_path, "clone", "-q", "--depth", "1", f"file://{remote}", str(shallow))
     assert not Ancestry(shallow, head).known
+
+
+def test_in_actions_the_token_reaches_git_through_the_environment_only(remote, tmp_path, monkeypatch):
+    import base64
+
+    from lpo_ci.history.gitstore import GitBranchStore
+
+    work = clone(remote, tmp_path / "work")
+    store = GitBranchStore(work, BRANCH)
+    assert store._auth() == {}  # not in Actions
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_secret")
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.example.com")
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")  # a setting of the caller's own comes first
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "core.abbrev")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "12")
+    header = "AUTHORIZATION: basic " + base64.b64encode(b"x-access-token:ghs_secret").decode()
+    assert store._auth() == {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_1": "http.https://github.example.com/.extraheader",
+                             "GIT_CONFIG_VALUE_1": header}
+    assert "ghs_secret" not in (work / ".git" / "config").read_text(encoding="utf-8")
+    # a checkout that persisted its credentials already sends a header: no second one
+    git(work, "config", "http.https://github.example.com/.extraheader", "AUTHORIZATION: basic xyz")
+    assert store._auth() == {}
