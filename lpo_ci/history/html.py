@@ -220,12 +220,14 @@ class Page:
         return self.model_keys[key]
 
     def add(self, lines, columns: Columns) -> None:
-        self.data.append({
-            "acc": columns.acc, "lo": columns.lo, "hi": columns.hi,
-            "n": [r["n"] for r, _ in lines], "c": [self.commit(r) for r, _ in lines],
-            "m": [self.model(r) for r, _ in lines], "k": columns.marks, "tok": columns.tokens,
-            "usd": [round(v, 6) for v in columns.cost],
-        })
+        counts, commits, models = [], [], []
+        commit, model = self.commit, self.model
+        for r, _ in lines:
+            counts.append(r["n"])
+            commits.append(commit(r))
+            models.append(model(r))
+        self.data.append({"acc": columns.acc, "lo": columns.lo, "hi": columns.hi, "n": counts, "c": commits,
+                          "m": models, "k": columns.marks, "tok": columns.tokens, "usd": columns.cost})
 
     def script_data(self) -> str:
         text = json.dumps({"commits": self.commit_rows, "models": list(self.models), "series": self.data},

@@ -53,7 +53,8 @@ class Series:
         """Every record, oldest first."""
         result = []
         for part in reversed(self.parts):
-            result += [r for r in part.shard.records() if part.holds(r)]
+            records = part.shard.records()
+            result += records if part.low is None and part.high is None else [r for r in records if part.holds(r)]
         return result
 
     def tail(self, count: int | None, keep: Keep | None = None) -> list[dict[str, Any]]:

@@ -132,9 +132,10 @@ class Shard:
         """Parse a whole file in one JSON call (several times faster than line by line); a file
         with a line that is not JSON is parsed line by line, to name that line."""
         slots, lines = self._slots(index), self.chunks[index].lines
-        todo = [n for n, slot in enumerate(slots) if slot is _UNPARSED and lines[n].strip()]
+        todo = [n for n, slot in enumerate(slots) if slot is _UNPARSED and lines[n]]
         values = None
-        if todo and all(lines[n].lstrip()[:1] == b"{" and lines[n].rstrip()[-1:] == b"}" for n in todo):
+        # one JSON object per line, as written here (anything else is parsed line by line)
+        if todo and all(lines[n][:1] == b"{" and lines[n][-1:] == b"}" for n in todo):
             try:
                 values = json.loads(b"[" + b",".join(lines[n] for n in todo) + b"]")
             except (ValueError, UnicodeDecodeError):
