@@ -113,6 +113,11 @@ def drift_times(root: Path, templates: int, examples: int, head: str) -> list[tu
     from lpo_ci.scoring import Outcome
     from lpo_ci.spec import TemplateFile, TestSpec
 
+    import warnings
+
+    from lpo_ci.history.hook import HistoryWarning
+
+    warnings.simplefilter("ignore", HistoryWarning)  # the synthetic texts differ from the records': said once
     gates = HistoryGates(root, LocalStore(root / ".lpo-ci" / "history"), fresh=True)
     rng = random.Random(1)
     times = []
