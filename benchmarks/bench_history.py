@@ -117,7 +117,8 @@ def drift_times(root: Path, templates: int, examples: int, head: str) -> list[tu
 
     from lpo_ci.history.hook import HistoryWarning
 
-    warnings.simplefilter("ignore", HistoryWarning)  # the synthetic texts differ from the records': said once
+    # the templates on disk are not the texts recorded: the model-drift check would say so 50 times
+    warnings.simplefilter("ignore", HistoryWarning)
     gates = HistoryGates(root, LocalStore(root / ".lpo-ci" / "history"), fresh=True)
     rng = random.Random(1)
     times = []
