@@ -85,6 +85,9 @@ def _eval(args: argparse.Namespace) -> int:
             "samples": args.samples, "seed": args.seed, "concurrency": args.concurrency,
             "api_base": args.api_base, "mode": args.mode})
         session = Session(settings, base_ref=args.base, use_git=not args.no_base, base_option="--base")
+        from .history.hook import install
+
+        install(session, fresh=args.fresh)
     except LpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.report and not Path(args.report).is_dir():
@@ -140,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", help="response cache directory")
     ev.add_argument("--data-dir", help="local mirror of the benchmark data")
     ev.add_argument("--root", help="project root (default: nearest folder with pyproject.toml)")
+    ev.add_argument("--fresh", action="store_true", help="ask the model again instead of reading the cache")
     ev.set_defaults(handler=_eval)
     op = commands.add_parser("optimize", help="search for a small edit that raises a template's accuracy",
                              description="Bounded Local Prompt Optimization: scores the template (and its base "
@@ -198,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the report comes from another run: show and post fixes only on templates by the "
                           "base branch's globs (implied by --pr and workflow_run/pull_request_target events)")
     pub.set_defaults(handler=_github_publish)
+    from .history.cli import add_parser as add_history_parser
+
+    add_history_parser(commands)
     return parser
 
 

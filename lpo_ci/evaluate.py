@@ -42,6 +42,9 @@ class EvalResult:
     results: list[ExampleResult]
     usage: Usage = field(default_factory=Usage)
     seconds: float = 0.0
+    # provider-reported model ids and system fingerprints -> answers they gave (see Completion)
+    reported_models: dict[str, int] = field(default_factory=dict)
+    system_fingerprints: dict[str, int] = field(default_factory=dict)
 
     def count(self, outcome: Outcome) -> int:
         return sum(r.outcome is outcome for r in self.results)
@@ -79,6 +82,7 @@ class EvalResult:
             "correct": self.count(Outcome.CORRECT), "wrong": self.count(Outcome.WRONG),
             "format_failures": self.count(Outcome.FORMAT_FAILURE), "errors": self.count(Outcome.ERROR),
             "usage": self.usage.to_dict(), "seconds": round(self.seconds, 3),
+            "reported_models": self.reported_models, "system_fingerprints": self.system_fingerprints,
         }
 
 
@@ -119,4 +123,12 @@ async def evaluate(template: PromptTemplate, examples: list, client: ModelClient
             response=text[:RESPONSE_KEEP_CHARS] if text is not None else None,
             error=completion.error or (score.call.error if score.call is not None else None),
             cached=completion.cached, note=score.note, judge=score.judge))
-    return EvalResult(results=results, usage=usage, seconds=time.perf_counter() - started)
+    return EvalResult(results=results, usage=usage, seconds=time.perf_counter() - started,
+                      reported_models=_tally(c.model_id for c in completions),
+                      system_fingerprints=_tally(c.system_fingerprint for c in completions))
+
+
+def _tally(values) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(sorted(Counter(v for v in values if v).items()))

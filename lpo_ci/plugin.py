@@ -50,6 +50,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="instruction-following model for the optimizer (default: LLM-free operators)")
     group.addoption("--lpo-data-dir", metavar="DIR",
                     help="local mirror of the benchmark data (default: $LPO_CI_DATA_DIR, else the hub)")
+    group.addoption("--lpo-history", action="store_true", default=False,
+                    help="append this run's results to the history (default: the .lpo-ci/history/ folder)")
+    group.addoption("--lpo-history-branch", metavar="BRANCH",
+                    help="keep the history on this git branch: read for trends and drift gates, "
+                         "committed to (not pushed) by --lpo-history")
+    group.addoption("--lpo-fresh", action="store_true", default=False,
+                    help="ask the model again instead of reading the response cache (new answers are "
+                         "cached); an unchanged template that drops against its last record fails as model drift")
 
 
 def _wants_lpo(config: pytest.Config) -> bool:
@@ -99,6 +107,10 @@ class LpoPlugin:
         self.update_baseline = config.getoption("lpo_update_baseline")
         self.results: dict[str, dict] = {}
         self.collected: set[Path] = set()  # real files collected, so a symbolic link adds no duplicate
+        from .history.hook import install
+
+        install(self.session, branch=config.getoption("lpo_history_branch"), fresh=config.getoption("lpo_fresh"))
+        self.history_notes: list[str] = []
 
     @property
     def is_controller(self) -> bool:
@@ -179,13 +191,17 @@ class LpoPlugin:
                                     root=self.settings.root,
                                     reference=self.session.reference() if items else None,
                                     extra={"warnings": self.session.warnings()}))
+        if self.config.getoption("lpo_history"):
+            from .history.hook import record_items
+
+            self.history_notes = record_items(items, self.session, self.config.getoption("lpo_history_branch"))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.is_controller or not self.results:
             return
         from .report import terminal_summary
 
-        notes = self.session.notes()
+        notes = self.session.notes() + self.history_notes
         if self.update_baseline and self.settings.baseline:
             notes.append(f"baseline written to {self.settings.baseline}")
         terminalreporter.write_sep("=", "lpo-ci summary")

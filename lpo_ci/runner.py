@@ -83,6 +83,7 @@ class ItemReport:
     base_source: str | None = None  # the base version's text, for the optimizer
     renamed_from: str | None = None  # the path the reference was recorded under, when renamed since
     warnings: list[str] = field(default_factory=list)  # what makes the verdict less sure than it looks
+    history: dict[str, Any] | None = None  # trend and history gates (lpo_ci.history)
 
     @property
     def status(self) -> str:
@@ -110,7 +111,7 @@ class ItemReport:
             "base": self.base.summary() if self.base else None,
             "renamed_from": self.renamed_from, "warnings": self.warnings,
             "usage": self.usage.to_dict(), "seconds": round(self.seconds, 3),
-            "fingerprint": self.fingerprint,
+            "fingerprint": self.fingerprint, "history": self.history,
             "scorer": self.prepared.scorer_info() if self.prepared else None,
             "examples": examples,
         }
@@ -143,6 +144,8 @@ class Session:
         self._base_option = base_option
         self._base: vcs.BaseRef | None = None
         self.breakers: dict[str, CircuitBreaker] = {}  # one per endpoint: a dead one fails fast for all
+        self.fresh = False  # ask the model again instead of reading the cache (--lpo-fresh)
+        self.history = None  # lpo_ci.history.hook.HistoryGates, applied after the gate
 
     @property
     def base(self) -> vcs.BaseRef:
@@ -200,7 +203,7 @@ class Session:
         params = ModelParams(model=resolve_model(spec), mode=spec.mode, temperature=spec.temperature,
                              max_tokens=spec.max_tokens, stop=stop, api_base=spec.api_base, seed=spec.seed)
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
-                             retries=self.settings.retries, timeout=spec.timeout,
+                             retries=self.settings.retries, timeout=spec.timeout, fresh=self.fresh,
                              breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()))
         # Stops derived from the template belong to the template under test, not to the setup;
         # the scorer's version does: outcomes made under other extraction rules do not compare.
@@ -278,6 +281,8 @@ class Session:
             elif report.verdict.reason == NO_REFERENCE:
                 report.verdict.reason += f" ({why_none or reference.why_none(self.base)})"
         warnings += reference.sample_warnings(spec, len(prepared.pool), data_label(spec), report.verdict)
+        if self.history is not None:
+            self.history.after_gate(report, template)
         for result in (report.head, report.base if report.base is not report.head else None):
             if result is not None:
                 report.usage.merge(result.usage)

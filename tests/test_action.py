@@ -63,7 +63,7 @@ def test_a_regressed_pull_request_fails_the_check_and_gets_a_comment_and_a_sugge
         verdict = run.steps[-1]
         assert verdict.returncode == 1, run.log
         assert "accuracy regression" in verdict.stdout
-        assert [s.skipped for s in run.steps if s.skipped] == [
+        assert [s.skipped for s in run.steps if s.skipped and s.skipped != "if: false"] == [
             "uses actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065", "skipped by the test",
             "uses actions/cache/restore@0400d5f644dc74513175e3cd8d07132dd4860809",
             "uses actions/cache/save@0400d5f644dc74513175e3cd8d07132dd4860809"]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable, Iterable
 
-from .markdown import environment
+from .markdown import code, environment
 from .report_view import ReportView, TemplateView
 
 LEGACY_MARKER = "<!-- lpo-ci:report -->"
@@ -158,6 +158,10 @@ def render(view: ReportView, *, limit: int, marker_text: str = "", label: str | 
                                 sum(t.cache_hits for t in view.templates), sum(t.cost for t in view.templates),
                                 run_url if run_url and RUN_URL.match(run_url) else None)))
 
+    from ..history.trend import comment_section
+
+    # Every template's trend (passing ones too): optional, dropped with the blocks.
+    trends = comment_section([(code(t.template, 100), t.trend) for t in rows_order if t.trend])
     rendered_rows: dict[tuple[int, bool], str] = {}
 
     def row(t: TemplateView, compact: bool) -> str:
@@ -183,6 +187,10 @@ def render(view: ReportView, *, limit: int, marker_text: str = "", label: str | 
         blocks_ = [*head, "\n".join(table)] if view.templates else list(head)
         blocks_ += [more] if more else []
         blocks_ += sections + ([more_sections] if more_sections else [])
+        if trends and shape.blocks:
+            blocks_.append(_piece(m.trends(trends)))
+        elif trends and not trimmed:
+            blocks_.append(_piece(m.trends_left_out()))
         blocks_ += [_piece(m.trimmed(elsewhere))] if trimmed else []
         return "\n\n".join(blocks_ + tail) + "\n"
 

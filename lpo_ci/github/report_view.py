@@ -74,6 +74,7 @@ class TemplateView:
     flips: list[Flip]
     optimization: OptimizationView | None
     withheld: str = ""     # why the suggested fix may not be shown or posted (targets.py)
+    trend: Any = None  # lpo_ci.history.trend.Trend: the base branch's last records and this head
 
     @property
     def has_fix(self) -> bool:
@@ -257,7 +258,18 @@ def _template(item: _Reader, prefix: str) -> TemplateView:
         delta=item.number("delta", -1, 1), p_value=item.number("p_value", 0, 1),
         calls=usage.integer("calls") or 0, cache_hits=usage.integer("cache_hits") or 0,
         cost=usage.number("cost", 0) or 0.0, flips=_flips(item) if status == "fail" else [],
-        optimization=_optimization(item.child("optimization")))
+        optimization=_optimization(item.child("optimization")), trend=_trend(item))
+
+
+def _trend(item: _Reader):
+    """The template's trend from the history (``history.trend``), checked like every field."""
+    from ..history.trend import parse
+
+    history = item.child("history")
+    try:
+        return parse(history.data.get("trend")) if history else None
+    except ValueError as exc:
+        raise history.fail("trend", str(exc)) from None
 
 
 def load_report(path: str | Path, redact: Callable[[str], str] | None = None,
