@@ -73,6 +73,9 @@ def _eval(args: argparse.Namespace) -> int:
             "concurrency": args.concurrency,
             "api_base": args.api_base, "mode": args.mode})
         session = Session(settings, base_ref=args.base, use_git=not args.no_base, base_option="--base")
+        from .history.hook import install
+
+        install(session, fresh=args.fresh)
     except LpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.report and not Path(args.report).is_dir():
@@ -136,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", metavar="DIR", help="response cache directory")
     ev.add_argument("--data-dir", metavar="DIR", help="local mirror of the benchmark data")
     ev.add_argument("--root", metavar="DIR", help="project root (default: nearest folder with pyproject.toml)")
+    ev.add_argument("--fresh", action="store_true", help="ask the model again instead of reading the cache")
     ev.set_defaults(handler=_eval)
     op = commands.add_parser("optimize", help="search for a small edit that raises a template's accuracy",
                              description="Bounded Local Prompt Optimization: scores the template (and its base "
@@ -188,7 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--head-sha", metavar="SHA", help="the commit that was evaluated")
     pub.add_argument("--api-url", metavar="URL", help="GitHub API URL (default: $GITHUB_API_URL, else api.github.com)")
     pub.add_argument("--pytest-exit-code", type=int, metavar="N", help="exit status of the pytest run that wrote the report")
+    pub.add_argument("--comment-key", metavar="KEY", help="key of the sticky comment (default: the project folder, workflow and job)")
+    pub.add_argument("--project-dir", metavar="DIR", help="the project's folder in the repository (default: the report's, or "
+                                           "with an untrusted report the current directory's)")
+    pub.add_argument("--prompts", action="append", default=[], metavar="GLOB", help="template glob the evaluation used (repeat)")
+    pub.add_argument("--untrusted-report", action="store_true",
+                     help="the report comes from another run: show and post fixes only on templates by the "
+                          "base branch's globs (implied by --pr and workflow_run/pull_request_target events)")
     pub.set_defaults(handler=_github_publish)
+    from .history.cli import add_parser as add_history_parser
+
+    add_history_parser(commands)
     return parser
 
 
@@ -227,7 +241,8 @@ def _github_publish(args: argparse.Namespace) -> int:
         return publish(PublishOptions(
             report=args.report, comment=args.comment, suggestions=args.suggestions, patch_out=args.patch,
             repo=args.repo, pr=args.pr, head_sha=args.head_sha, api_url=args.api_url,
-            pytest_exit_code=args.pytest_exit_code))
+            pytest_exit_code=args.pytest_exit_code, comment_key=args.comment_key, project_dir=args.project_dir,
+            prompts=tuple(args.prompts), untrusted_report=args.untrusted_report))
     except LpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

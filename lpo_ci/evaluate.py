@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from .llm import ModelClient, Usage
 from .render import PromptTemplate
-from .scoring import Outcome, Scorer, score_response
+from .scoring import Outcome, Scorer, score_response_async
+from .stops import cut_at_stops
 from .stats import wilson_interval
 
 RESPONSE_KEEP_CHARS = 2000  # responses can be huge; reports keep the start
@@ -27,11 +28,13 @@ class ExampleResult:
     response: str | None = None
     error: str | None = None
     cached: bool = False
+    note: str | None = None  # why an answer is a format failure, or how it was read
+    judge: dict[str, Any] | None = None  # a judge model's verdict and reason
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "outcome": self.outcome.value, "target": self.target,
                 "extracted": self.extracted, "response": self.response, "error": self.error,
-                "cached": self.cached}
+                "cached": self.cached, "note": self.note, "judge": self.judge}
 
 
 @dataclass
@@ -39,6 +42,9 @@ class EvalResult:
     results: list[ExampleResult]
     usage: Usage = field(default_factory=Usage)
     seconds: float = 0.0
+    # provider-reported model ids and system fingerprints -> answers they gave (see Completion)
+    reported_models: dict[str, int] = field(default_factory=dict)
+    system_fingerprints: dict[str, int] = field(default_factory=dict)
 
     def count(self, outcome: Outcome) -> int:
         return sum(r.outcome is outcome for r in self.results)
@@ -76,6 +82,7 @@ class EvalResult:
             "correct": self.count(Outcome.CORRECT), "wrong": self.count(Outcome.WRONG),
             "format_failures": self.count(Outcome.FORMAT_FAILURE), "errors": self.count(Outcome.ERROR),
             "usage": self.usage.to_dict(), "seconds": round(self.seconds, 3),
+            "reported_models": self.reported_models, "system_fingerprints": self.system_fingerprints,
         }
 
 
@@ -103,12 +110,25 @@ async def evaluate(template: PromptTemplate, examples: list, client: ModelClient
         return completion
 
     completions = await asyncio.gather(*(one(p) for p in prompts))
+    # Stops apply after the fact too: to cached responses and to providers that ignore them.
+    texts = [cut_at_stops(c.text, client.params.stop) for c in completions]
+    scores = await asyncio.gather(*(score_response_async(scorer, text, example.target, example)
+                                    for example, text in zip(examples, texts)))
     results = []
-    for example, completion in zip(examples, completions):
-        score = score_response(scorer, completion.text, example.target)
-        text = completion.text
+    for example, completion, text, score in zip(examples, completions, texts, scores):
+        if score.call is not None:  # a judge's model call
+            usage.add(score.call)
         results.append(ExampleResult(
             id=example.id, outcome=score.outcome, target=example.target, extracted=score.extracted,
             response=text[:RESPONSE_KEEP_CHARS] if text is not None else None,
-            error=completion.error, cached=completion.cached))
-    return EvalResult(results=results, usage=usage, seconds=time.perf_counter() - started)
+            error=completion.error or (score.call.error if score.call is not None else None),
+            cached=completion.cached, note=score.note, judge=score.judge))
+    return EvalResult(results=results, usage=usage, seconds=time.perf_counter() - started,
+                      reported_models=_tally(c.model_id for c in completions),
+                      system_fingerprints=_tally(c.system_fingerprint for c in completions))
+
+
+def _tally(values) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(sorted(Counter(v for v in values if v).items()))

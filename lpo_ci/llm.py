@@ -106,6 +106,10 @@ class Completion:
     latency: float = 0.0
     cached: bool = False
     attempts: int = 0
+    # What the provider says answered (litellm's response.model, system_fingerprint):
+    # history records them so a change of the model behind a name can be told apart.
+    model_id: str | None = None
+    system_fingerprint: str | None = None
 
 
 @dataclass
@@ -251,6 +255,7 @@ class ModelClient:
     timeout: float = 120.0
     backoff: float = 0.5
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker, repr=False)  # shared per endpoint
+    fresh: bool = False  # ask the model again (cache not read); new answers are still stored
     _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
     _inflight: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
 
@@ -266,15 +271,17 @@ class ModelClient:
         share one call; the others count as cache hits.
         """
         key = cache_key(self.params.request(prompt))
-        hit = self.cache.get(key)
+        hit = None if self.fresh else self.cache.get(key)
         if hit is not None:
             return Completion(text=hit["text"], prompt_tokens=hit.get("prompt_tokens", 0),
-                              completion_tokens=hit.get("completion_tokens", 0), cached=True)
+                              completion_tokens=hit.get("completion_tokens", 0), cached=True,
+                              model_id=hit.get("model_id"), system_fingerprint=hit.get("system_fingerprint"))
         pending = self._inflight.get(key)
         if pending is not None:
             shared = await asyncio.shield(pending)
             return Completion(text=shared.text, error=shared.error, prompt_tokens=shared.prompt_tokens,
-                              completion_tokens=shared.completion_tokens, cached=shared.text is not None)
+                              completion_tokens=shared.completion_tokens, cached=shared.text is not None,
+                              model_id=shared.model_id, system_fingerprint=shared.system_fingerprint)
         future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
@@ -283,7 +290,9 @@ class ModelClient:
             if completion.text is not None:
                 self.cache.put(key, {"text": completion.text, "prompt_tokens": completion.prompt_tokens,
                                      "completion_tokens": completion.completion_tokens,
-                                     "cost": completion.cost, "model": self.params.model})
+                                     "cost": completion.cost, "model": self.params.model,
+                                     "model_id": completion.model_id,
+                                     "system_fingerprint": completion.system_fingerprint})
             future.set_result(completion)
             return completion
         except BaseException as exc:
@@ -367,4 +376,6 @@ class ModelClient:
         cost = float(cost or 0.0)
         return Completion(text=text or "", prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                           completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                          cost=cost, latency=latency, attempts=attempts)
+                          cost=cost, latency=latency, attempts=attempts,
+                          model_id=getattr(response, "model", None) or None,
+                          system_fingerprint=getattr(response, "system_fingerprint", None) or None)

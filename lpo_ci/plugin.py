@@ -58,6 +58,16 @@ def _options() -> list[tuple[str, dict]]:
         ("--lpo-budget-seconds", dict(type=POSITIVE_NUMBER, metavar="S", help="seconds per optimized template")),
         ("--lpo-optimizer-model", dict(metavar="MODEL", help="instruction-following model for the optimizer "
                                                              "(default: LLM-free operators)")),
+        ("--lpo-history", dict(action="store_true", default=None,
+                               help="append this run's results to the history (default: the .lpo-ci/history/ "
+                                    "folder)")),
+        ("--lpo-history-branch", dict(metavar="BRANCH",
+                                      help="keep the history on this git branch: read for trends and drift gates, "
+                                           "committed to (not pushed) by --lpo-history")),
+        ("--lpo-fresh", dict(action="store_true", default=None,
+                             help="ask the model again instead of reading the response cache (new answers are "
+                                  "cached); an unchanged template that drops against its last record fails as "
+                                  "model drift")),
     ]
 
 
@@ -150,6 +160,10 @@ class LpoPlugin:
         # (pytest may collect a folder again, for a second file argument in it)
         self.collected: dict[Path, Path] = {}
         self._included: set[str] | None = None
+        from .history.hook import install
+
+        install(self.session, branch=config.getoption("lpo_history_branch"), fresh=bool(config.getoption("lpo_fresh")))
+        self.history_notes: list[str] = []
 
     @property
     def is_controller(self) -> bool:
@@ -259,13 +273,17 @@ class LpoPlugin:
                                     root=self.settings.root,
                                     reference=self.session.reference() if items else None,
                                     extra={"warnings": self.session.warnings()}))
+        if self.config.getoption("lpo_history"):
+            from .history.hook import record_items
+
+            self.history_notes = record_items(items, self.session, self.config.getoption("lpo_history_branch"))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.is_controller or not self.results:
             return
         from .report import capped_note, terminal_summary
 
-        notes = self.session.notes()
+        notes = self.session.notes() + self.history_notes
         if self.update_baseline and self.settings.baseline:
             notes.append(f"baseline written to {self.settings.baseline}")
         if self.settings.max_samples is not None:

@@ -160,6 +160,9 @@ def check_output(path: str | Path | None, option: str) -> None:
 
 
 def write_json(path: str | Path, report: dict[str, Any]) -> Path:
+    from .redaction import redact_report
+
+    report = redact_report(report)  # the report is shared (a CI artifact): no secret of the environment in it
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -62,6 +62,10 @@ class Prepared:
     pool: list = field(default_factory=list)  # every example, for the optimizer's splits
     task: str = ""  # what the data is, for optimizer meta-prompts
 
+    def scorer_info(self) -> dict[str, Any]:
+        """The scorer's name and version, as the report records them."""
+        return {"name": self.scorer.name, "version": self.scorer.version}
+
 
 @dataclass
 class ItemReport:
@@ -83,6 +87,7 @@ class ItemReport:
     samples_asked: int | None = None  # the spec's samples, when a --max-samples cap cut them
     head_files: dict[str, str] = field(default_factory=dict)  # included files: path -> text
     base_files: dict[str, str] = field(default_factory=dict)  # the same, as the base version read them
+    history: dict[str, Any] | None = None  # trend and history gates (lpo_ci.history)
 
     @property
     def status(self) -> str:
@@ -111,7 +116,8 @@ class ItemReport:
             "renamed_from": self.renamed_from, "through": self.through, "samples_asked": self.samples_asked,
             "warnings": self.warnings,
             "usage": self.usage.to_dict(), "seconds": round(self.seconds, 3),
-            "fingerprint": self.fingerprint,
+            "fingerprint": self.fingerprint, "history": self.history,
+            "scorer": self.prepared.scorer_info() if self.prepared else None,
             "examples": examples,
         }
 
@@ -152,6 +158,8 @@ class Session:
         self._base: vcs.BaseRef | None = None
         self.breakers: dict[str, CircuitBreaker] = {}  # one per endpoint: a dead one fails fast for all
         self._readers: dict[str | None, includes.Reader] = {}  # None: the working tree; else a commit
+        self.fresh = False  # ask the model again instead of reading the cache (--lpo-fresh)
+        self.history = None  # lpo_ci.history.hook.HistoryGates, applied after the gate
 
     def loader(self, relpath: str, *, rev: str | None = None, overrides: dict[str, str] | None = None):
         """The loader of the files a template at ``relpath`` includes: from the working tree,
@@ -195,10 +203,12 @@ class Session:
             note += f"; stored baseline {self.reference()['baseline']} for templates without a git base"
         return [note] + [f"warning: {warning}" for warning in self.warnings()]
 
-    def prepare(self, template: TemplateFile) -> Prepared:
-        """Load the data and build the scorer and client (errors name the spec line)."""
+    def prepare(self, template: TemplateFile, base_source: str | None = None) -> Prepared:
+        """Load the data and build the scorer and client (errors name the spec line).
+        ``base_source``, the base version's text, adds its derived stop sequences."""
         from . import benchmarks
-        from .scoring import get_scorer
+        from .scoring import build_scorer
+        from .stops import request_stops
 
         spec = template.spec
         if spec.benchmark:
@@ -211,18 +221,21 @@ class Session:
             scorer_name = spec.scorer or "exact"
         pool = examples
         examples = benchmarks.sample_examples(pool, spec.samples, spec.seed)
-        options = {"pattern": spec.pattern} if spec.pattern else None
-        scorer = get_scorer(scorer_name, options, **spec.where("scorer"))
+        scorer = build_scorer(spec, scorer_name, self.settings, self.cache)
+        stop = request_stops(spec.mode, spec.stop, [template.source, *filter(None, [base_source])],
+                             examples[0].variables if examples else None)
         params = ModelParams(model=resolve_model(spec), mode=spec.mode, temperature=spec.temperature,
-                             max_tokens=spec.max_tokens, stop=tuple(spec.stop) if spec.stop else None,
-                             api_base=spec.api_base, seed=spec.seed)
+                             max_tokens=spec.max_tokens, stop=stop, api_base=spec.api_base, seed=spec.seed)
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
-                             retries=self.settings.retries, timeout=spec.timeout,
+                             retries=self.settings.retries, timeout=spec.timeout, fresh=self.fresh,
                              breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()))
+        # Stops derived from the template belong to the template under test, not to the setup;
+        # the scorer's version does: outcomes made under other extraction rules do not compare.
+        setup = {**params.request(""), "stop": list(spec.stop) if spec.stop else None}
         fingerprint = hashlib.sha256(json.dumps(
-            [data_label(spec), scorer_name, spec.pattern, params.request(""), spec.samples, spec.seed,
-             [(e.id, e.target, e.variables) for e in examples]],  # edited data: another setup
-            sort_keys=True, default=str).encode()).hexdigest()[:16]
+            [data_label(spec), scorer_name, spec.pattern, setup, spec.samples, spec.seed,
+             [(e.id, e.target, e.variables) for e in examples],  # edited data: another setup
+             scorer.version], sort_keys=True, default=str).encode()).hexdigest()[:16]
         return Prepared(template, examples, scorer, client, fingerprint, pool, data_label(spec))
 
     def run(self, template: TemplateFile, progress=None) -> ItemReport:
@@ -233,11 +246,11 @@ class Session:
         spec = template.spec
         if self.base.error is not None:  # a base was expected: comparing with nothing would pass
             raise self.base.error
-        prepared = self.prepare(template)
+        base_source, renamed_from, warnings = reference.base_version(self.settings.root, self.base, template)
+        prepared = self.prepare(template, base_source)
         head_loader = self.loader(template.relpath)
         head_template = compile_template(template.source, template.relpath, head_loader)
         head_prompts = distinct_prompts(head_template, prepared.examples)
-        base_source, renamed_from, warnings = reference.base_version(self.settings.root, self.base, template)
         base_label = f"{(self.base_rev or '')[:12]}:{renamed_from or template.relpath}"
         base_template = base_prompts = base_loader = None
         why_none = None
@@ -310,6 +323,8 @@ class Session:
             elif report.verdict.reason == NO_REFERENCE:
                 report.verdict.reason += f" ({why_none or reference.why_none(self.base)})"
         warnings += reference.sample_warnings(spec, len(prepared.pool), data_label(spec), report.verdict)
+        if self.history is not None:
+            self.history.after_gate(report, template)
         for result in (report.head, report.base if report.base is not report.head else None):
             if result is not None:
                 report.usage.merge(result.usage)

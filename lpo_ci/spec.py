@@ -78,6 +78,9 @@ TEMPLATE_KEYS: dict[str, tuple[Any, str]] = {
     "dataset": (lambda v: isinstance(v, (str, dict)), "a file path, 'hf:owner/name' or a mapping"),
     "scorer": (_string, "a scorer name or 'module:function'"),
     "pattern": (_string, "a regular expression (for scorer: regex)"),
+    "rubric": (_string, "a Jinja2 rubric file, relative to the project root (for scorer: judge)"),
+    "judge_model": (_string, "a litellm model name such as openai/gpt-4o-mini (for scorer: judge)"),
+    "judge_api_base": (_string, "the URL of the judge model's OpenAI-compatible server"),
     "model": (_string, "a litellm model name such as openai/gpt-4o-mini"),
     "mode": (lambda v: v in ("chat", "completion"), "'chat' or 'completion'"),
     "samples": (_positive_int, "a positive integer"),
@@ -91,6 +94,8 @@ TEMPLATE_KEYS: dict[str, tuple[Any, str]] = {
     "stop": (_stop, "a string or a list of strings"),
     "api_base": (_string, "a URL such as http://127.0.0.1:8000/v1"),
     "timeout": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
+    "drift_window": (_positive_int, "a positive integer (records of the base branch's history)"),
+    "drift_tolerance": (_share, "a number between 0 and 1"),
 }
 
 MAX_RETRIES = 10  # with backoff capped at 30 s, more would turn an outage into a hang
@@ -108,6 +113,8 @@ PROJECT_KEYS: dict[str, tuple[Any, str]] = {
     "baseline": (_string, "a file path"),
     "data_dir": (_string, "a directory laid out like the benchmark mirror"),
     "templates": (lambda v: isinstance(v, dict), "a table of template path -> spec"),
+    "history_dir": (_string, "a directory path"),
+    "history_branch": (_string, "a git branch name"),
 }
 
 
@@ -119,6 +126,9 @@ class TestSpec:
     dataset: Any = None
     scorer: str | None = None
     pattern: str | None = None
+    rubric: str | None = None
+    judge_model: str | None = None
+    judge_api_base: str | None = None
     model: str | None = None
     mode: str = "chat"
     samples: int = 50
@@ -132,6 +142,8 @@ class TestSpec:
     stop: Any = None
     api_base: str | None = None
     timeout: float = 120.0
+    drift_window: int | None = None  # compare with the best of the last N history records
+    drift_tolerance: float | None = None  # cumulative drop allowed (default: tolerance)
     # Where each key was set, for error messages: key -> (file, line).
     origins: dict[str, tuple[str, int | None]] = field(default_factory=dict, compare=False)
 
@@ -160,6 +172,8 @@ class Settings:
     default_origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     template_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     pyproject: Path | None = None
+    history_dir: Path | None = None
+    history_branch: str = "lpo-ci-history"
 
 
 @dataclass(frozen=True)
@@ -317,6 +331,8 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
         default_origins=origins,
         template_tables=templates,
         pyproject=pyproject if pyproject.is_file() else None,
+        history_dir=path_setting("history_dir", ".lpo-ci/history"),
+        history_branch=project.get("history_branch", "lpo-ci-history"),
     )
 
 

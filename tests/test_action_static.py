@@ -173,6 +173,20 @@ def posts(job: dict, defaults: dict[str, str]) -> bool:
     return False
 
 
+RECORDING_EVENTS = {"push", "schedule", "workflow_dispatch"}  # where history: "true" records and pushes
+
+
+def records_history(job: dict, workflow: dict) -> bool:
+    """Whether a job runs the lpo-ci action with history on, in a workflow that records (pushes)."""
+    return bool(RECORDING_EVENTS & set(triggers(workflow))) and any(
+        OWN_ACTION.match(step.get("uses", "")) and str((step.get("with") or {}).get("history")) == "true"
+        for step in job.get("steps", []))
+
+
+def deploys_pages(job: dict) -> bool:
+    return any(step.get("uses", "").startswith("actions/deploy-pages@") for step in job.get("steps", []))
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=rel)
 def test_workflow_permissions_are_least_privilege(path: Path):
     workflow = load(path)
@@ -185,8 +199,9 @@ def test_workflow_permissions_are_least_privilege(path: Path):
         assert isinstance(perms, dict), f"{where}: needs its own permissions mapping, got {perms!r}"
         assert set(perms.values()) <= {"read", "write", "none"}, f"{where}: {perms}"
         writes = {scope for scope, level in perms.items() if level == "write"}
-        assert writes <= {"pull-requests"}, f"{where} may write only pull requests: {perms}"
-        expected = {"pull-requests"} if posts(job, defaults) else set()
-        assert writes == expected, f"{where}: posts={bool(expected)} but permissions are {perms}"
+        expected = ({"pull-requests"} if posts(job, defaults) else set()) \
+            | ({"contents"} if records_history(job, workflow) else set()) \
+            | ({"pages", "id-token"} if deploys_pages(job) else set())
+        assert writes == expected, f"{where}: needs to write {sorted(expected)} but permissions are {perms}"
         if path == EVALUATE:
             assert not writes, f"{where} runs the pull request's code and must be read-only"

@@ -54,7 +54,7 @@ def call(gh: FakeGitHub, method: str, path: str, body=None, *, auth: str | None 
         status, answer_headers, content = error.code, error.headers, error.read()
     headers = {key.lower(): value for key, value in answer_headers.items()}
     text = content.decode("utf-8")
-    return status, headers, json.loads(text) if "json" in headers.get("content-type", "") else text
+    return status, headers, json.loads(text) if "json" in headers.get("content-type", "") and text else text
 
 
 @pytest.fixture
@@ -217,3 +217,55 @@ def test_contents_serves_a_file_at_the_head_commit_in_base64():
         assert status == 200 and base64.b64decode(data["content"]) == b"b\n"
         status, _, _ = call(gh, "GET", f"/repos/{gh.repo}/contents/prompts/a%20b.j2?ref={'d' * 40}")
         assert status == 404
+
+
+def test_token_kinds_answer_user_and_viewer_as_github_does():
+    from tests.support.github_server import Identity
+
+    tokens = {"ghp_pat": Identity("release-robot", "pat"), "ghs_app": Identity("lpo-app[bot]", "app")}
+    with fake_github(tokens=tokens) as gh:
+        gh.add_pull(7, head_sha=HEAD, files=FILES)
+        answers = {}
+        for token in (gh.token, "ghp_pat", "ghs_app"):
+            gh.token = token  # call() sends gh.token
+            answers[token] = (call(gh, "GET", "/user"),
+                              call(gh, "POST", "/graphql", {"query": "query { viewer { login databaseId } }"}),
+                              call(gh, "POST", f"{REPO}/issues/7/comments", {"body": f"by {token}"}))
+        for token in ("ghs_test_token", "ghs_app"):  # installation tokens: refused, as on GitHub
+            status, _, data = answers[token][0]
+            assert (status, data["message"]) == (403, "Resource not accessible by integration")
+        status, _, user = answers["ghp_pat"][0]
+        assert status == 200 and (user["login"], user["type"]) == ("release-robot", "User")
+        logins = {token: answer[1][2]["data"]["viewer"]["login"] for token, answer in answers.items()}
+        assert logins == {"ghs_test_token": "github-actions[bot]", "ghp_pat": "release-robot",
+                          "ghs_app": "lpo-app[bot]"}
+        authors = [(c["user"]["login"], c["user"]["type"]) for c in gh.issue_comments[7]]
+        assert authors == [("github-actions[bot]", "Bot"), ("release-robot", "User"), ("lpo-app[bot]", "Bot")]
+
+
+def test_who_may_edit_or_delete_a_comment():
+    from tests.support.github_server import Identity
+
+    tokens = {"ghp_maintainer": Identity("maintainer", "pat", maintainer=True)}
+    with fake_github(tokens=tokens) as gh:
+        gh.add_pull(7, head_sha=HEAD, files=FILES)
+        theirs = gh.add_issue_comment(7, "a human's comment", login="octocat")
+        assert call(gh, "DELETE", f"{REPO}/issues/comments/{theirs['id']}")[0] == 403   # the bot may not
+        gh.token = "ghp_maintainer"                                                    # write access may
+        assert call(gh, "PATCH", f"{REPO}/issues/comments/{theirs['id']}", {"body": "edited"})[0] == 200
+        assert call(gh, "DELETE", f"{REPO}/issues/comments/{theirs['id']}")[0] == 204
+        assert gh.issue_comments[7] == []
+        assert call(gh, "DELETE", f"{REPO}/issues/comments/{theirs['id']}")[0] == 404
+
+
+def test_injected_faults_answer_once_and_may_come_after_the_write():
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=HEAD, files=FILES)
+        gh.inject("POST", r"/issues/7/comments$", 502, after_write=True)
+        gh.inject("POST", r"/issues/7/comments$", 422)
+        status, headers, _ = call(gh, "POST", f"{REPO}/issues/7/comments", {"body": "one"})
+        assert status == 502 and headers["content-type"].startswith("text/html")
+        assert [c["body"] for c in gh.issue_comments[7]] == ["one"]              # it landed all the same
+        assert call(gh, "POST", f"{REPO}/issues/7/comments", {"body": "two"})[0] == 422
+        assert call(gh, "POST", f"{REPO}/issues/7/comments", {"body": "three"})[0] == 201
+        assert [c["body"] for c in gh.issue_comments[7]] == ["one", "three"]

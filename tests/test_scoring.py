@@ -1,14 +1,10 @@
-"""Tests for answer extraction and comparison.
-
-The agreement tables check our verdicts against literal transcriptions of the
-lm-evaluation-harness rules below, so accuracies stay comparable with
-published numbers; the few deliberate differences are tested on their own.
-"""
+"""Tests for answer extraction and comparison: every rule of the extractor, on
+the response shapes that fool naive scorers (chain-of-thought, chatty answers,
+base-model run-ons, option text, hedges, number words, decimal commas)."""
 
 from __future__ import annotations
 
 import pickle
-import re
 import subprocess
 import sys
 import textwrap
@@ -19,231 +15,238 @@ import pytest
 
 from lpo_ci.errors import EvaluationError, LpoError, SpecError
 from lpo_ci.scoring import (
+    SCORER_VERSION,
     Outcome,
     Score,
     get_scorer,
     normalize_number,
     score_response,
 )
+from lpo_ci.scoring.answers import Kind, answer_kind
+from lpo_ci.scoring.numbers import find_numbers, parse_number
+from lpo_ci.scoring.options import parse_options
 
-# ---------------------------------------------------------------------------
-# Reference: lm-evaluation-harness rules, transcribed literally.
-# RegexFilter.apply (lm_eval/filters/extraction.py), the gsm8k-cot.yaml and
-# bbh cot templates' filter_list, and exact_match with regexes_to_ignore.
+C, W, F = Outcome.CORRECT, Outcome.WRONG, Outcome.FORMAT_FAILURE
 
-LM_EVAL_FALLBACK = "[invalid]"
-LM_EVAL_GSM8K_STRICT = r"#### (\-?[0-9\.\,]+)"
-LM_EVAL_GSM8K_FLEXIBLE = r"(-?[$0-9.,]{2,})|(-?[0-9]+)"
-LM_EVAL_GSM8K_IGNORE = [",", "\\$", "(?s).*#### ", "\\.$"]
-LM_EVAL_BBH_COT_FEWSHOT = r"(?<=the answer is )(.*)(?=.)"
-LM_EVAL_BBH_COT_ZEROSHOT = (
-    r"((?<=The answer is )(.*)(?=.)|(?<=the answer is )(.*)(?=.)"
-    r"|(?<=The answer: )(.*)(?=.)|(?<=The final answer: )(.*)(?=.))"
-)
-LM_EVAL_BBH_FLEXIBLE = {  # bbh cot_zeroshot per-task flexible-extract
-    "True": r"\b(True|False)\b", "False": r"\b(True|False)\b",
-    "valid": r"\b(valid|invalid)\b", "invalid": r"\b(valid|invalid)\b",
-}
+DATE_INPUT = {"input": "Today is Christmas Eve of 2006. What is the date tomorrow in MM/DD/YYYY?\n"
+                       "Options:\n(A) 12/20/2006\n(B) 01/01/2007\n(C) 12/23/2006\n(D) 12/25/2006"}
+SHAPES_INPUT = {"input": "This SVG path element draws a\nOptions:\n(A) circle\n(B) heptagon\n"
+                         "(C) hexagon\n(D) kite\n(E) line"}
 
 
-def lm_eval_regex_filter(pattern: str, resp: str, group_select: int = 0) -> str:
-    regex = re.compile(pattern)
-    match = regex.findall(resp)
-    if match:
-        match = match[group_select]
-        if isinstance(match, tuple):
-            match = [m for m in match if m][0]
-        match = match.strip()
-    else:
-        match = LM_EVAL_FALLBACK
-    return match
-
-
-def lm_eval_exact_match(prediction: str, reference: str, regexes_to_ignore=(),
-                        ignore_case: bool = False) -> bool:
-    for s in regexes_to_ignore:
-        prediction = re.sub(s, "", prediction)
-        reference = re.sub(s, "", reference)
-    if ignore_case:
-        prediction, reference = prediction.lower(), reference.lower()
-    return prediction == reference
-
-
-def lm_eval_gsm8k_correct(response: str, target: str) -> bool:
-    """strict-match when the response has "#### N", else flexible-extract."""
-    answer = lm_eval_regex_filter(LM_EVAL_GSM8K_STRICT, response)
-    if answer == LM_EVAL_FALLBACK:
-        answer = lm_eval_regex_filter(LM_EVAL_GSM8K_FLEXIBLE, response, group_select=-1)
-    return lm_eval_exact_match(answer, target, LM_EVAL_GSM8K_IGNORE, ignore_case=True)
-
-
-def lm_eval_bbh_correct(response: str, target: str) -> bool:
-    """CoT "the answer is" (strict-match), else the task's flexible-extract."""
-    answer = lm_eval_regex_filter(LM_EVAL_BBH_COT_ZEROSHOT, response)
-    if answer == LM_EVAL_FALLBACK and target in LM_EVAL_BBH_FLEXIBLE:
-        answer = lm_eval_regex_filter(LM_EVAL_BBH_FLEXIBLE[target], response, group_select=-1)
-    return lm_eval_exact_match(answer, target)
+def outcome(name, response, target, example=None):
+    return get_scorer(name)(response, target, example)
 
 
 # ---------------------------------------------------------------------------
-# Agreement with lm-eval
-
-GSM8K_CASES = [
-    # (response, target)
-    ("Natalia sold 48/2 = 24 clips in May.\nShe sold 48+24 = 72 clips in total.\n#### 72", "72"),
-    ("Natalia sold 48/2 = 24 clips in May.\nShe sold 48+24 = 73 clips in total.\n#### 73", "72"),
-    ("The answer is $1,234.", "1234"),
-    ("The answer is $1,234.", "1243"),
-    ("She is short 5 dollars, so her balance is -5.", "-5"),
-    ("#### -3", "-3"),
-    ("#### -3", "3"),
-    ("Each costs 2.5 dollars, so the total is 7.5.", "7.5"),
-    ("Each costs 2.5 dollars, so the total is 7.5.", "2.5"),
-    ("#### 1,000", "1000"),
-    ("#### 1,000\n#### 2,000", "1000"),  # strict-match takes the first
-    ("3 + 4 = 7, then 7 * 2 = 14", "14"),  # flexible-extract takes the last
-    ("3 + 4 = 7, then 7 * 2 = 14", "7"),
-    ("The total is $18", "18"),
-    ("#### $42", "42"),  # strict needs a digit after "#### ": flexible reads "$42"
-    ("It takes 1.5 hours, i.e. 90 minutes", "90"),
-    ("I cannot solve this problem.", "5"),
-    ("The answer is 42. Hope that helps...", "42"),  # last run is "..."
-    ("So he has 3+4 = 7 apples.\n#### 7", "He has 3+4 = 7 apples.\n#### 7"),  # full target
-    ("So he has 3+4 = 8 apples.\n#### 8", "He has 3+4 = 7 apples.\n#### 7"),
-    ("The answer is 1,234,567.", "1234567"),
-]
-
-BBH_CASES = [
-    ("Let's think step by step.\nParis is in France.\nSo the answer is (B).", "(B)"),
-    ("Let's think step by step.\nParis is in France.\nSo the answer is (B).", "(C)"),
-    ("not ( True ) and ( True ) = False and True = False. So the answer is False.", "False"),
-    ("not ( True ) and ( True ) = False and True = False. So the answer is False.", "True"),
-    ("The answer is True.", "True"),
-    ("The ball ends up with Bob. So the answer is No.", "No"),
-    ("The ball ends up with Bob. So the answer is No.", "Yes"),
-    ("Premise 2 does not follow. So the answer is invalid.", "invalid"),
-    ("Counting them: 4 + 3 = 7. So the answer is 7.", "7"),
-    ("Sorted: apple banana cherry. So the answer is apple banana cherry.", "apple banana cherry"),
-    ("We close the stack. So the answer is ] }.", "] }"),
-    ("Step 1.\nSo the answer is (A).\nQ: the next question", "(A)"),
-    ("False", "False"),  # zero-shot, bare answer
-    ("False", "True"),
-    ("True", "True"),
-    ("invalid", "invalid"),
-    ("valid", "invalid"),
-]
+# Kinds of answers
 
 
-@pytest.mark.parametrize(("response", "target"), GSM8K_CASES)
-def test_numeric_agrees_with_lm_eval(response, target):
-    ours = get_scorer("numeric")(response, target)
-    assert (ours.outcome is Outcome.CORRECT) == lm_eval_gsm8k_correct(response, target)
-
-
-@pytest.mark.parametrize(("response", "target"), BBH_CASES)
-def test_bbh_agrees_with_lm_eval(response, target):
-    ours = get_scorer("bbh")(response, target)
-    assert (ours.outcome is Outcome.CORRECT) == lm_eval_bbh_correct(response, target)
-
-
-def test_agreement_tables_cover_both_verdicts():
-    gsm8k = [lm_eval_gsm8k_correct(r, t) for r, t in GSM8K_CASES]
-    bbh = [lm_eval_bbh_correct(r, t) for r, t in BBH_CASES]
-    assert len(gsm8k) + len(bbh) >= 25
-    assert True in gsm8k and False in gsm8k
-    assert True in bbh and False in bbh
-
-
-# ---------------------------------------------------------------------------
-# Deliberate differences from lm-eval
-
-
-def test_numeric_compares_numbers_where_lm_eval_compares_strings():
-    """Our one deliberate numeric difference: "18.00" is 18, not a miss."""
-    response, target = "The answer is 18.00", "18"
-    assert not lm_eval_gsm8k_correct(response, target)
-    assert get_scorer("numeric")(response, target) == Score(Outcome.CORRECT, "18.00")
-
-
-@pytest.mark.parametrize(("response", "target", "lm_eval_correct"), [
-    # lm-eval reads the first "the answer is"; we read the conclusion.
-    ("If the answer is (A), Bob would be first. He is not. So the answer is (B).", "(B)", False),
-    # lm-eval drops the final character even when it is not a full stop.
-    ("So the answer is (B)", "(B)", False),
+@pytest.mark.parametrize(("target", "kind"), [
+    ("True", Kind.BOOLEAN), ("false", Kind.BOOLEAN), ("Yes", Kind.YES_NO), ("no", Kind.YES_NO),
+    ("invalid", Kind.VALIDITY), ("(C)", Kind.OPTION), ("-37", Kind.NUMBER), ("1,234", Kind.NUMBER),
+    ("] ) }", Kind.BRACKETS), ("apple banana cherry", Kind.TEXT), ("1.2.3", Kind.TEXT),
 ])
-def test_bbh_reads_the_final_statement_of_the_answer(response, target, lm_eval_correct):
-    assert lm_eval_bbh_correct(response, target) is lm_eval_correct
-    assert get_scorer("bbh")(response, target) == Score(Outcome.CORRECT, "(B)")
+def test_answer_kind_follows_the_target(target, kind):
+    assert answer_kind(target) is kind
+
+
+def test_a_bare_letter_target_is_an_option_when_the_example_has_options():
+    assert answer_kind("B", {"A": "x", "B": "y"}) is Kind.OPTION
+    assert answer_kind("B") is Kind.TEXT
 
 
 # ---------------------------------------------------------------------------
-# numeric / integer
+# Rule 1: a leading "A:" is the few-shot answer prefix
 
 
 @pytest.mark.parametrize(("response", "target", "expected"), [
-    ("#### 72", "72", Score(Outcome.CORRECT, "72")),
-    ("So the total is 18.00", "18", Score(Outcome.CORRECT, "18.00")),
-    ("#### 18", "18.0", Score(Outcome.CORRECT, "18")),
-    ("The answer is $1,234.", "1,234", Score(Outcome.CORRECT, "$1,234.")),
-    ("First 5, then #### 6, finally 7", "6", Score(Outcome.CORRECT, "6,")),
-    ("First 5, then 6, finally 7", "6", Score(Outcome.WRONG, "7")),
-    ("no digits here", "6", Score(Outcome.FORMAT_FAILURE, None)),
-    ("Hmm...", "6", Score(Outcome.FORMAT_FAILURE, "...")),
-    ("The answer is 1.2.3", "1.2.3", Score(Outcome.CORRECT, "1.2.3")),  # not a number: string equality
+    ("A: (C)", "(C)", Score(C, "(C)")),
+    ("A: (C)", "(A)", Score(W, "(C)")),
+    (" A: False", "False", Score(C, "False")),
+    ("A: So the answer is\n(B).", "(B)", Score(C, "(B)")),
+    ("(A)", "(A)", Score(C, "(A)")),
+])
+def test_leading_answer_prefix_is_not_option_a(response, target, expected):
+    assert outcome("bbh", response, target, DATE_INPUT) == expected
+
+
+# ---------------------------------------------------------------------------
+# Rule 2: explicit cues, the last one, answer allowed on the next line
+
+
+@pytest.mark.parametrize(("response", "target", "expected"), [
+    ("Let's think step by step. (A) is too early. So the answer is (D).", "(D)", Score(C, "(D)")),
+    ("So the answer is\n\n(D)", "(D)", Score(C, "(D)")),
+    ("So the answer is:\n**(B)**", "(D)", Score(W, "(B)")),
+    ("So the answer is (A)!", "(A)", Score(C, "(A)")),
+    ("The answer is (B).\nWait, I misread the date. The answer is (D).", "(D)", Score(C, "(D)")),
+    ("If the answer is (A), the date would be in 2006. So the answer is (D).", "(D)", Score(C, "(D)")),
+    ("The answer is (D). Note that the answer is not (A).", "(D)", Score(C, "(D)")),
+    ("**Final answer:** (D)", "(D)", Score(C, "(D)")),
+    ("Final Answer: D", "(D)", Score(C, "(D)")),
+    ("After reasoning, I pick **(D)** as it is the day after.", "(D)", Score(C, "(D)")),
+    ("**Step 1:** tomorrow follows (C) 12/23/2006? No.\n**Answer: (D)**", "(D)", Score(C, "(D)")),
+    ("$\\boxed{D}$", "(D)", Score(C, "(D)")),
+    ("The answer is 12/25/2006.", "(D)", Score(C, "(D)")),
+])
+def test_cues_for_options(response, target, expected):
+    assert outcome("bbh", response, target, DATE_INPUT) == expected
+
+
+@pytest.mark.parametrize(("response", "target", "expected"), [
+    ("True and False = False. not False = True. So the answer is True.", "True", Score(C, "True")),
+    ("So the answer is False", "False", Score(C, "False")),  # no final period
+    ("The answer is:\nFalse", "False", Score(C, "False")),
+    ("The answer is True or False, hard to say.", "True", Score(F, None)),
+    ("\\boxed{\\text{False}}", "False", Score(C, "False")),
+])
+def test_cues_for_booleans(response, target, expected):
+    assert outcome("bbh", response, target) == expected
+
+
+# ---------------------------------------------------------------------------
+# Rule 3: no cue, the last candidate
+
+
+@pytest.mark.parametrize(("response", "target", "expected"), [
+    # the restated question holds the first True/False: the conclusion is last
+    ("not ( True ) and ( True ) is evaluated as False and True, which is False.", "False", Score(C, "False")),
+    ("The expression not ( True ) and ( True ) evaluates to False.", "True", Score(W, "False")),
+    ("It is False, not True.", "False", Score(W, "True")),  # last candidate, stated plainly
+    ("the expression is false", "False", Score(C, "False")),
+    # yes/no only where they stand alone
+    ("There is no evidence he intended it. So, yes.", "Yes", Score(C, "yes")),
+    ("No, this is not plausible.", "no", Score(C, "no")),
+    ("Is Bob telling the truth? Let me check every claim... no reason to doubt it. Yes.", "Yes", Score(C, "yes")),
+    ("I have no idea.", "Yes", Score(F, None)),
+    ("Maybe.", "Yes", Score(F, None)),
+    # validity, with "not valid" read as invalid
+    ("Premise 2 is missing, so the argument is not valid.", "invalid", Score(C, "invalid")),
+    ("We must decide if it is valid or invalid. Checking the premises, it is deductively valid.",
+     "valid", Score(C, "valid")),
+    # numbers
+    ("There are 12 objects, not 13.", "12", Score(W, "13")),
+    ("I count 3 apples, 4 pears and 5 plums, so 12 objects in total.", "12", Score(C, "12")),
+])
+def test_last_candidate_without_a_cue(response, target, expected):
+    assert outcome("bbh", response, target) == expected
+
+
+@pytest.mark.parametrize(("response", "target", "expected"), [
+    ("Today is 12/24/2006, so tomorrow is 12/25/2006.", "(D)", Score(C, "(D)")),
+    ("12/25/2006", "(D)", Score(C, "(D)")),
+    ("(D) 12/25/2006", "(D)", Score(C, "(D)")),
+    ("B", "(D)", Score(W, "(B)")),
+    ("D.", "(D)", Score(C, "(D)")),
+    ("Options:\n(A) 12/20/2006\n(B) 01/01/2007\nThe day after Christmas Eve is (D).", "(D)", Score(C, "(D)")),
+    ("The day after Christmas Eve is (D).\nOptions:\n(A) 12/20/2006\n(B) 01/01/2007", "(D)", Score(C, "(D)")),
+    ("Is it (A) or (D)? It is the 25th.", "(D)", Score(F, None)),
+    ("I am not sure.", "(A)", Score(F, None)),
+])
+def test_options_and_option_text(response, target, expected):
+    assert outcome("bbh", response, target, DATE_INPUT) == expected
+
+
+def test_option_text_prefers_the_longest_option():
+    example = {"input": "Which movie?\nOptions:\n(A) Guilty\n(B) Guilty of Romance"}
+    assert outcome("bbh", "I recommend Guilty of Romance.", "(B)", example) == Score(C, "(B)")
+    assert outcome("bbh", "I recommend Guilty.", "(B)", example) == Score(W, "(A)")
+    assert outcome("bbh", "It draws a hexagon.", "(C)", SHAPES_INPUT) == Score(C, "(C)")
+
+
+def test_options_from_a_choices_list():
+    example = {"question": "Capital of France?", "choices": ["Lyon", "Paris", "Nice"]}
+    assert outcome("answer", "It is Paris.", "B", example) == Score(C, "(B)")
+    assert parse_options(example) == {"A": "Lyon", "B": "Paris", "C": "Nice"}
+    assert parse_options(DATE_INPUT)["D"] == "12/25/2006"
+    assert parse_options({"input": "no options here"}) == {}
+
+
+# ---------------------------------------------------------------------------
+# Rule 4: hedges are format failures
+
+
+@pytest.mark.parametrize(("response", "target"), [
+    ("The answer is 8-9.", "8"), ("It is about 8 or 9 apples.", "9"), ("Somewhere between 8 and 9.", "8"),
+    ("The answer is (A) or (D).", "(D)"), ("Final answer: 8–9", "9"),
+])
+def test_hedges_are_format_failures(response, target):
+    score = outcome("bbh", response, target, DATE_INPUT)
+    assert score.outcome is F and score.extracted is None
+    assert "hedged" in score.note
+
+
+def test_arithmetic_is_not_a_hedge():
+    assert outcome("numeric", "16 - 3 = 13. The answer is 13.", "13") == Score(C, "13")
+    assert outcome("numeric", "The answer is 5 + 3 = 8.", "8") == Score(C, "8")
+
+
+# ---------------------------------------------------------------------------
+# Numbers
+
+
+@pytest.mark.parametrize(("response", "target", "expected"), [
+    ("#### 72", "72", Score(C, "72")),
+    ("She sold 48/2 = 24 clips in May and 48+24 = 72 in all.\n#### 72", "72", Score(C, "72")),
+    ("So the total is 18.00", "18", Score(C, "18")),
+    ("The answer is $1,234.", "1234", Score(C, "1234")),
+    ("The answer is 1,234,567.", "1234567", Score(C, "1234567")),
+    ("She has eight apples left.", "8", Score(C, "8")),
+    ("The answer is twenty-one.", "21", Score(C, "21")),
+    ("The answer is one.", "1", Score(C, "1")),
+    ("Each one costs 4 dollars.", "4", Score(C, "4")),  # "one" as a pronoun is no answer
+    ("The answer is 0,3.", "3", Score(W, "0.3")),  # a decimal comma, not 3
+    ("It costs 2,50 €.", "2.5", Score(C, "2.5")),
+    ("Total: 1.234,50", "1234.5", Score(C, "1234.5")),
+    ("The answer is 50%.", "50", Score(C, "50")),
+    ("The answer is -5.", "-5", Score(C, "-5")),
+    ("Steps:\n1. add\n2. subtract\nShe has 7 left.", "7", Score(C, "7")),
+    ("The answer is \\boxed{42}.", "42", Score(C, "42")),
+    ("So the answer is 42. Hope that helps...", "42", Score(C, "42")),
+    ("First 5, then 6, finally 7", "6", Score(W, "7")),
+    ("no digits here", "6", Score(F, None)),
+    ("He has 3+4 = 7 apples.\n#### 7", "He has 3+4 = 7 apples.\n#### 7", Score(C, "7")),  # full target
 ])
 def test_numeric(response, target, expected):
-    assert get_scorer("numeric")(response, target) == expected
+    assert outcome("numeric", response, target) == expected
 
 
-@pytest.mark.parametrize(("response", "target", "expected"), [
-    ("There are 3 + 5 = 8 apples.", "8", Score(Outcome.CORRECT, "8")),
-    ("There are 3 + 5 = 8 apples.", "5", Score(Outcome.WRONG, "8")),
-    ("#### 4 and then 9", "4", Score(Outcome.WRONG, "9")),  # no strict rule here
-    ("She has 12.0 pies", "12", Score(Outcome.CORRECT, "12.0")),
-    ("twelve", "12", Score(Outcome.FORMAT_FAILURE, None)),
+@pytest.mark.parametrize(("text", "values"), [
+    ("1,234 and 0,3 and 1.234,5", ["1234", "3/10", "2469/2"]),
+    ("3,4,5", ["3", "4", "5"]),
+    ("1.2.3 and 12/25/2006 and the 3rd", []),
+    ("$-5 and −7", ["-5", "-7"]),
+    ("one hundred and five, three four", ["105", "3", "4"]),
 ])
-def test_integer(response, target, expected):
-    assert get_scorer("integer")(response, target) == expected
+def test_find_numbers(text, values):
+    assert [str(m.value) for m in find_numbers(text)] == values
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("$1,234.", "1234"), (" -5 ", "-5"), ("7.5", "7.5"), ("18.", "18"), ("", ""),
+    ("$1,234.", "1234"), (" -5 ", "-5"), ("7.5", "7.5"), ("18.", "18"), ("eight", "8"), ("x", "x"),
 ])
 def test_normalize_number(text, expected):
     assert normalize_number(text) == expected
+    assert parse_number("8 apples") is None
 
 
 # ---------------------------------------------------------------------------
-# bbh
+# Free text and bracket sequences
 
 
 @pytest.mark.parametrize(("response", "target", "expected"), [
-    # chain of thought
-    ("So THE ANSWER IS (C).", "(C)", Score(Outcome.CORRECT, "(C)")),
-    ("So the answer is  apple   banana .", "apple banana", Score(Outcome.CORRECT, "apple   banana")),
-    ("So the answer is (B) Paris.", "(B)", Score(Outcome.WRONG, "(B) Paris")),
-    # direct answers, by kind of target
-    ("It is False, not True.", "False", Score(Outcome.CORRECT, "False")),
-    ("the expression is false", "False", Score(Outcome.FORMAT_FAILURE, None)),
-    ("yes, he did.", "Yes", Score(Outcome.CORRECT, "yes")),
-    ("No.", "Yes", Score(Outcome.WRONG, "No")),
-    ("Maybe.", "Yes", Score(Outcome.FORMAT_FAILURE, None)),
-    ("Invalid, because premise 2 is missing.", "invalid", Score(Outcome.CORRECT, "Invalid")),
-    ("I pick (D) since it fits.", "(D)", Score(Outcome.CORRECT, "(D)")),
-    ("A) 03/12/2001", "(A)", Score(Outcome.CORRECT, "(A)")),
-    ("B", "(A)", Score(Outcome.WRONG, "(B)")),
-    ("\nC.\n", "(C)", Score(Outcome.CORRECT, "(C)")),
-    ("I am not sure.", "(A)", Score(Outcome.FORMAT_FAILURE, None)),
-    ("There are 12 objects, not 13.", "12", Score(Outcome.CORRECT, "12")),
-    ("-37", "-37", Score(Outcome.CORRECT, "-37")),
-    ("many", "12", Score(Outcome.FORMAT_FAILURE, None)),
-    ("\n  apple  banana cherry \nsome notes", "apple banana cherry",
-     Score(Outcome.CORRECT, "apple  banana cherry")),
-    ("] ) }", "] } )", Score(Outcome.WRONG, "] ) }")),
+    ("So the answer is apple banana cherry.", "apple banana cherry", Score(C, "apple banana cherry")),
+    ("**Apple, banana, cherry**", "apple banana cherry", Score(C, "apple, banana, cherry")),
+    ("Sorted: apple banana cherry", "apple banana cherry", Score(C, "apple banana cherry")),
+    ("The sorted list is\n\"apple banana cherry\"", "apple banana cherry", Score(C, "apple banana cherry")),
+    ("So the answer is apple cherry banana.", "apple banana cherry", Score(W, "apple cherry banana")),
+    ("So the answer is ] ) }.", "] ) }", Score(C, "] ) }")),
+    ("We close ( then [ : ]) }", "] ) }", Score(C, "]) }")),
+    ("] } )", "] ) }", Score(W, "] } )")),
 ])
-def test_bbh(response, target, expected):
-    assert get_scorer("bbh")(response, target) == expected
-
+def test_free_text_and_brackets(response, target, expected):
+    assert outcome("bbh", response, target) == expected
 
 # ---------------------------------------------------------------------------
 # exact / contains / regex

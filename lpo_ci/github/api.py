@@ -5,6 +5,10 @@ answers (5xx, 429, a rate-limited 403) are retried with the wait GitHub asks
 for (``Retry-After``, else ``x-ratelimit-reset``), capped; list endpoints are
 followed through their ``Link`` headers. The token is sent as a header and
 never appears in an error message.
+
+A failed create is not simply sent again: a 502 or a dropped connection can
+come *after* GitHub stored the write, so before re-sending, the caller's
+``landed`` check looks for what the first attempt may have created.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from .. import __version__
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
 MAX_WAIT = 60.0  # seconds: a longer rate-limit wait fails the call instead of stalling the job
 PAGE_SIZE = 100
-MAX_PAGES = 50
+MAX_PAGES = 300  # 30,000 items; past that a list is refused, never silently cut
 
 
 class GitHubError(Exception):
@@ -66,12 +70,12 @@ def _next_link(header: str | None) -> str | None:
 
 class GitHubAPI:
     def __init__(self, token: str, api_url: str = "https://api.github.com", *, retries: int = 4,
-                 timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep):
+                 timeout: float = 30.0, sleep: Callable[[float], None] | None = None):
         self.api_url = api_url.rstrip("/")
         self._token = token
         self.retries = retries
         self.timeout = timeout
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
         self.calls = 0
         self.retried = 0
 
@@ -92,7 +96,11 @@ class GitHubAPI:
                 pass
         return min(2.0 ** attempt, 8.0)
 
-    def request(self, method: str, path: str, body: Any = None) -> Response:
+    def request(self, method: str, path: str, body: Any = None, *,
+                landed: Callable[[], Any] | None = None) -> Response:
+        """One call, retried while the answer is transient. ``landed``, for a create: called
+        before each re-send, it returns what an earlier attempt created (then that is the
+        answer) or None (then the request is sent again)."""
         url = path if path.startswith("http") else self.api_url + path
         shown = url[len(self.api_url):] if url.startswith(self.api_url) else path
         data = None if body is None else json.dumps(body).encode("utf-8")
@@ -101,6 +109,10 @@ class GitHubAPI:
         if data is not None:
             headers["Content-Type"] = "application/json"
         for attempt in range(self.retries + 1):
+            if attempt and landed is not None:
+                created = landed()
+                if created is not None:
+                    return Response(200, {}, created)
             self.calls += 1
             request = urllib.request.Request(url, data=data, method=method, headers=headers)
             try:
@@ -121,6 +133,15 @@ class GitHubAPI:
             self._sleep(wait)
         raise AssertionError("unreachable")
 
+    def graphql(self, query: str) -> Any:
+        """The ``data`` of a GraphQL query (GitHub Enterprise serves it beside ``/api/v3``)."""
+        base = self.api_url[: -len("/v3")] if self.api_url.endswith("/api/v3") else self.api_url
+        answer = self.request("POST", base + "/graphql", {"query": query}).data or {}
+        if answer.get("errors") or not isinstance(answer.get("data"), dict):
+            messages = "; ".join(str(e.get("message", e)) for e in answer.get("errors") or [] if isinstance(e, dict))
+            raise GitHubError("POST", "/graphql", 200, messages or "no data")
+        return answer["data"]
+
     def file_text(self, repo: str, path: str, ref: str) -> str | None:
         """A file's text at ``ref`` (the contents API), or None if it is not there."""
         import base64
@@ -137,14 +158,15 @@ class GitHubAPI:
         return base64.b64decode(data.get("content", "")).decode("utf-8", "replace")
 
     def paginate(self, path: str) -> list[Any]:
-        """Every item of a list endpoint, following ``Link: rel="next"``."""
+        """Every item of a list endpoint, following ``Link: rel="next"``; a list longer than
+        MAX_PAGES pages is an error (a partial list would make a search miss what it looks for)."""
         separator = "&" if "?" in path else "?"
         url: str | None = f"{path}{separator}per_page={PAGE_SIZE}"
         items: list[Any] = []
         for _ in range(MAX_PAGES):
-            if url is None:
-                break
             answer = self.request("GET", url)
             items.extend(answer.data or [])
             url = _next_link(answer.headers.get("link"))
-        return items
+            if url is None:
+                return items
+        raise GitHubError("GET", path, 0, f"more than {MAX_PAGES * PAGE_SIZE} items: not all could be read")

@@ -5,20 +5,18 @@ model can answer ``<img src=x>``, ``</details>``, ``@org/team`` or a table
 pipe. Every ``{{ value }}`` in the comment templates is therefore escaped
 (HTML special characters, Markdown punctuation, @-mentions) unless a filter
 of this module made it ``Safe``: ``code`` for inline code, ``fenced`` for a
-code block whose fence outgrows any backtick run inside. Known secret values
-are redacted from the final text.
+code block whose fence outgrows any backtick run inside. Secrets are redacted
+before any of this (``lpo_ci.redaction``), so no escaping can disguise one.
 """
 
 from __future__ import annotations
 
-import os
 import re
 
 from ..resources import resource_environment
 
 MENTION_BREAK = "@&#8203;"  # a zero-width space after @: shown as @, notifies nobody
 _PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:=])")
-SECRET_NAMES = re.compile(r"(TOKEN|SECRET|PASSWORD|API_KEY|APIKEY|_KEY)$", re.IGNORECASE)
 
 
 class Safe(str):
@@ -57,21 +55,6 @@ def fenced(value: object, info: str = "", limit: int = 20000) -> Safe:
     return Safe(f"{fence}{info}\n{text.rstrip(chr(10))}\n{fence}")
 
 
-def secrets_from_env(environ: dict[str, str] | None = None) -> list[str]:
-    """Values that must never appear in anything posted: tokens and keys in the environment."""
-    environ = os.environ if environ is None else environ
-    return sorted({v for k, v in environ.items() if SECRET_NAMES.search(k) and len(v) >= 8}, key=len, reverse=True)
-
-
-REDACTED = "REDACTED"  # a word: no Markdown escaping can disguise it
-
-
-def redact(text: str, secrets) -> str:
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return text
-
-
 def _pct(value: object) -> Safe:
     return Safe("–" if value is None else f"{float(value):.1%}")
 
@@ -82,6 +65,10 @@ def _signed_pct(value: object) -> Safe:
 
 def _p(value: object) -> Safe:
     return Safe("–" if value is None else f"{float(value):.2g}")
+
+
+def _count(value: object) -> Safe:
+    return Safe(f"{int(value):,}")
 
 
 def _usd(value: object) -> Safe:
@@ -100,5 +87,5 @@ def environment():
     env = resource_environment(
         finalize=lambda value: value if isinstance(value, Safe) else escape("" if value is None else value))
     env.filters.update(code=code, fenced=fenced, pct=_pct, signed_pct=_signed_pct, p=_p, interval=_interval, usd=_usd,
-                       shorten=shorten, safe_md=Safe)
+                       count=_count, shorten=shorten, safe_md=Safe)
     return env

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import LpoError
-from .markdown import redact
 
 STATUSES = ("pass", "fail", "error")
 MAX_TEXT = 20000
@@ -26,13 +25,6 @@ MAX_SOURCE = 1_000_000  # a template's text
 
 class ReportError(LpoError):
     """The report file cannot be read or is not an lpo-ci report."""
-
-
-@dataclass
-class SuggestionView:
-    start_line: int
-    end_line: int
-    replacement: str
 
 
 @dataclass
@@ -50,7 +42,6 @@ class OptimizationView:
     usd: float
     head_source: str | None
     winner_source: str | None
-    suggestions: list[SuggestionView] = field(default_factory=list)
 
 
 @dataclass
@@ -82,17 +73,39 @@ class TemplateView:
     cost: float
     flips: list[Flip]
     optimization: OptimizationView | None
+    withheld: str = ""     # why the suggested fix may not be shown or posted (targets.py)
+    trend: Any = None  # lpo_ci.history.trend.Trend: the base branch's last records and this head
+
+    @property
+    def has_fix(self) -> bool:
+        o = self.optimization
+        return bool(o and o.status == "suggested" and o.head_source and o.winner_source and not self.withheld)
 
     @cached_property
-    def fix_patch(self) -> str:
-        """The suggested fix as a patch on the repository path, rebuilt here from the two
-        texts (never the report's own patch text), or "" when there is none."""
+    def _patch(self) -> str:
         from ..patch import unified_diff
 
         o = self.optimization
-        if not o or o.status != "suggested" or not o.head_source or not o.winner_source:
-            return ""
         return unified_diff(o.head_source, o.winner_source, self.path)
+
+    @property
+    def fix_patch(self) -> str:
+        """The suggested fix as a patch on the repository path, rebuilt here from the two
+        texts (never the report's own patch text), or "" when there is none to show."""
+        return self._patch if self.has_fix else ""
+
+    @cached_property
+    def _suggestions(self) -> list:
+        from ..patch import suggestions
+
+        o = self.optimization
+        return suggestions(o.head_source, o.winner_source)
+
+    @property
+    def fix_suggestions(self) -> list:
+        """The fix as line-range suggestions (``patch.Suggestion``), derived here from the two
+        texts (never the report's own lines and replacement text)."""
+        return self._suggestions if self.has_fix else []
 
 
 @dataclass
@@ -101,6 +114,7 @@ class ReportView:
     tool: str
     base_rev: str | None
     templates: list[TemplateView]
+    prefix: str = ""  # the project's folder in the repository, as the report says ("" or "sub/dir/")
 
     @property
     def regressed(self) -> list[TemplateView]:
@@ -114,8 +128,8 @@ class ReportView:
 class _Reader:
     """Typed access to one JSON object, with errors that say where."""
 
-    def __init__(self, file: str, data: Any, where: str, secrets: tuple[str, ...] = ()):
-        self.secrets = secrets
+    def __init__(self, file: str, data: Any, where: str, cleaners: tuple[Callable[[str], str], ...] = ()):
+        self.cleaners = cleaners  # (secrets out, then machine paths out)
         if not isinstance(data, dict):
             raise ReportError(f"{where or 'the report'}: expected an object", path=file,
                               hint="pass the file written by --lpo-report or lpo-ci eval --report")
@@ -126,16 +140,20 @@ class _Reader:
         return ReportError(f"{where}: expected {expected}, got {json.dumps(self.data.get(key))[:60]}",
                            path=self.file, hint="the report was not written by this lpo-ci, or was altered")
 
-    def text(self, key: str, default: str | None = "", limit: int = MAX_TEXT) -> str:
+    def text(self, key: str, default: str | None = "", limit: int = MAX_TEXT, *, source: bool = False) -> str:
+        """A string field, cleaned before any escaping can disguise a secret; ``source``: a
+        template's text, whose paths are its own (only secrets are taken out)."""
         value = self.data.get(key, default)
         if value is None and default is None:
             return ""
         if not isinstance(value, str):
             raise self.fail(key, "a string")
-        return self.redact(value)[:limit]  # before any escaping can disguise a secret
+        return self.clean(value, source=source)[:limit]
 
-    def redact(self, text: str) -> str:
-        return redact(text, self.secrets)
+    def clean(self, text: str, *, source: bool = False) -> str:
+        for cleaner in self.cleaners[:1] if source else self.cleaners:
+            text = cleaner(text)
+        return text
 
     def number(self, key: str, low: float = -math.inf, high: float = math.inf) -> float | None:
         value = self.data.get(key)
@@ -167,18 +185,18 @@ class _Reader:
         if value is None:
             return None
         where = f"{self.where}.{key}" if self.where else key
-        return _Reader(self.file, value, where, self.secrets)
+        return _Reader(self.file, value, where, self.cleaners)
 
     def items(self, key: str) -> list["_Reader"]:
         value = self.data.get(key) or []
         if not isinstance(value, list):
             raise self.fail(key, "a list")
         where = f"{self.where}.{key}" if self.where else key
-        return [_Reader(self.file, v, f"{where}[{i}]", self.secrets) for i, v in enumerate(value)]
+        return [_Reader(self.file, v, f"{where}[{i}]", self.cleaners) for i, v in enumerate(value)]
 
 
 def _relative_path(reader: _Reader, key: str) -> str:
-    value = reader.text(key, limit=1000)
+    value = reader.text(key, limit=1000, source=True)  # checked as written, not made relative
     path = PurePosixPath(value)
     if not value or path.is_absolute() or ".." in path.parts or "\\" in value or any(ord(c) < 32 for c in value):
         raise reader.fail(key, "a relative path inside the repository")
@@ -195,8 +213,8 @@ def _flips(item: _Reader, limit: int = 50) -> list[Flip]:
         if str(example.data.get("id")) not in wanted:
             continue
         head, base = example.child("head"), example.child("base")
-        flips.append(Flip(example.redact(str(example.data.get("id")))[:200],
-                          example.redact(str(example.data.get("target", "")))[:2000],
+        flips.append(Flip(example.clean(str(example.data.get("id")))[:200],
+                          example.clean(str(example.data.get("target", "")))[:2000],
                           base.text("response", None, 2000) if base else "",
                           head.text("response", None, 2000) if head else ""))
         if len(flips) >= limit:
@@ -212,13 +230,6 @@ def _optimization(reader: _Reader | None) -> OptimizationView | None:
         raise reader.fail("status", "'suggested' or 'no_suggestion'")
     dev, held = reader.child("dev"), reader.child("heldout")
     spent = (reader.child("budget") or _Reader(reader.file, {}, "")).child("spent")
-    suggestions = []
-    if status == "suggested":
-        for s in reader.items("suggestions"):
-            start, end = s.integer("start_line", low=1), s.integer("end_line", low=1)
-            if end < start:
-                raise s.fail("end_line", "a line at or after start_line")
-            suggestions.append(SuggestionView(start, end, s.text("replacement")))
     return OptimizationView(
         status=status, reason=reader.text("reason", limit=500), mode=reader.text("mode", limit=20),
         dev_head=dev.number("head", 0, 1) if dev else None, dev_winner=dev.number("winner", 0, 1) if dev else None,
@@ -227,8 +238,8 @@ def _optimization(reader: _Reader | None) -> OptimizationView | None:
         heldout_n=held.integer("n", None) if held else None,
         p_value=held.number("p_value", 0, 1) if held else None,
         calls=spent.integer("calls") if spent else 0, usd=(spent.number("usd", 0) or 0.0) if spent else 0.0,
-        head_source=reader.text("head_source", None, MAX_SOURCE) or None,
-        winner_source=reader.text("winner_source", None, MAX_SOURCE) or None, suggestions=suggestions)
+        head_source=reader.text("head_source", None, MAX_SOURCE, source=True) or None,
+        winner_source=reader.text("winner_source", None, MAX_SOURCE, source=True) or None)
 
 
 def _template(item: _Reader, prefix: str) -> TemplateView:
@@ -247,11 +258,24 @@ def _template(item: _Reader, prefix: str) -> TemplateView:
         delta=item.number("delta", -1, 1), p_value=item.number("p_value", 0, 1),
         calls=usage.integer("calls") or 0, cache_hits=usage.integer("cache_hits") or 0,
         cost=usage.number("cost", 0) or 0.0, flips=_flips(item) if status == "fail" else [],
-        optimization=_optimization(item.child("optimization")))
+        optimization=_optimization(item.child("optimization")), trend=_trend(item))
 
 
-def load_report(path: str | Path, secrets: list[str] = ()) -> ReportView:
-    """The report, checked field by field, with ``secrets`` replaced by ``***`` in every text."""
+def _trend(item: _Reader):
+    """The template's trend from the history (``history.trend``), checked like every field."""
+    from ..history.trend import parse
+
+    history = item.child("history")
+    try:
+        return parse(history.data.get("trend")) if history else None
+    except ValueError as exc:
+        raise history.fail("trend", str(exc)) from None
+
+
+def load_report(path: str | Path, redact: Callable[[str], str] | None = None,
+                scrub_paths: Callable[[str], str] | None = None) -> ReportView:
+    """The report, checked field by field; every text goes through ``redact`` (secrets out)
+    and, except a template's own text, ``scrub_paths`` (machine paths out)."""
     file = str(path)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -263,12 +287,12 @@ def load_report(path: str | Path, secrets: list[str] = ()) -> ReportView:
     except json.JSONDecodeError as exc:
         raise ReportError(f"not JSON: {exc.msg} (column {exc.colno})", path=file, line=exc.lineno,
                           hint="pass the file written by --lpo-report") from None
-    root = _Reader(file, data, "", tuple(secrets))
+    root = _Reader(file, data, "", (redact or (lambda t: t), scrub_paths or (lambda t: t)))
     if not isinstance(data.get("templates"), list):
         raise root.fail("templates", "a list (is this an lpo-ci report?)")
-    prefix = root.text("repo_prefix", None, 1000)
+    prefix = root.text("repo_prefix", None, 1000, source=True)
     if prefix:
         _relative_path(root, "repo_prefix")
         prefix = prefix.rstrip("/") + "/"
     return ReportView(file=file, tool=root.text("tool", None, 100), base_rev=root.text("base_rev", None, 64) or None,
-                      templates=[_template(item, prefix) for item in root.items("templates")])
+                      templates=[_template(item, prefix) for item in root.items("templates")], prefix=prefix or "")

@@ -36,6 +36,20 @@ def annotate(kind: str, message: str, *, file: str | None = None, line: int | No
     print(f"{where}{kind}: {title + ': ' if title else ''}{message}", file=sys.stderr)
 
 
+SUMMARY_BYTES = 1024 * 1024  # GitHub's limit on one step's job summary
+ANNOTATIONS_PER_KIND = 10    # errors, warnings, notices: GitHub shows this many of each per step
+
+
+def summary_room() -> int:
+    """Bytes the job summary of this step can still take (another command may have written to it)."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    try:
+        used = os.path.getsize(path) if path else 0
+    except OSError:
+        used = 0
+    return max(0, SUMMARY_BYTES - used - 1)  # the newline append_job_summary adds
+
+
 def append_summary(markdown: str) -> bool:
     if not os.environ.get("GITHUB_STEP_SUMMARY"):
         return False

@@ -1,20 +1,30 @@
 """A GitHub REST API stand-in on 127.0.0.1 for testing the PR publisher.
 
 It serves the few endpoints publishing uses (pull request and its files, issue
-comments, review comments, reviews) and enforces the rules GitHub enforces
-there, so a publisher that passes against it has its auth, pagination,
+comments and their deletion, review comments, reviews, file contents, the
+authenticated user and the GraphQL viewer) and enforces the rules GitHub
+enforces there, so a publisher that passes against it has its auth, pagination,
 edit-in-place, diff-line and retry logic checked over real sockets, without
 network access or a token:
 
-* ``Authorization: Bearer <token>`` / ``token <token>``, else 401;
+* ``Authorization: Bearer <token>`` / ``token <token>``, else 401; each token
+  is one kind of identity: the workflow's ``GITHUB_TOKEN`` (github-actions[bot]),
+  a GitHub App installation token (``<slug>[bot]``) or a personal access token
+  (a user); ``GET /user`` answers only a user token (403 "Resource not
+  accessible by integration" for the two installation tokens, as GitHub does),
+  the GraphQL ``viewer`` query answers all three;
+* what a token creates is authored by its identity; a comment can be edited
+  or deleted by its author, and by a maintainer's PAT (write access edits
+  anyone's comment), else 403;
 * pagination by ``per_page``/``page`` with absolute ``Link`` URLs;
-* only the bot's own comments can be edited (403 otherwise);
 * review comments must sit on a line of a hunk of the PR's diff, a range
   must stay within one hunk, and ``start_line`` must precede ``line``
   (GitHub rejects ``start_line == line``); nothing is stored on a 422;
 * bodies over 65536 characters are rejected;
 * scripted faults (502, 429, rate-limited 403 with ``Retry-After`` and
-  ``x-ratelimit-*``) on every Nth request, and permanent failures by route.
+  ``x-ratelimit-*``) on every Nth request, permanent failures by route, and
+  one-off faults by route (``inject``), optionally *after* the write landed
+  (a 502 from the edge while the write went through).
 
 Not covered: the legacy diff ``position`` of review comments (422 here), and
 commenting on older commits of the PR (only the head sha is accepted).
@@ -36,12 +46,13 @@ import threading
 import time
 import zlib
 from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlencode
 
 from tests.support.loopback import LoopbackServer, TrackingHandler
 
-__all__ = ["FakeGitHub", "MAX_BODY", "fake_github"]
+__all__ = ["FakeGitHub", "Identity", "MAX_BODY", "fake_github"]
 
 MAX_BODY = 65536   # GitHub's limit on comment and review bodies, in characters
 BOT_ID = 41898282  # github-actions[bot]'s real user id
@@ -59,8 +70,10 @@ _ROUTES = [  # (method, path pattern, FakeGitHub method)
     ("GET", _REPO + r"/pulls/(?P<number>\d+)/comments$", "_list_review_comments"),
     ("GET", _REPO + r"/pulls/(?P<number>\d+)/reviews$", "_list_reviews"),
     ("POST", _REPO + r"/pulls/(?P<number>\d+)/reviews$", "_create_review"),
+    ("DELETE", _REPO + r"/issues/comments/(?P<id>\d+)$", "_delete_issue_comment"),
     ("GET", _REPO + r"/contents/(?P<path>.+)$", "_get_contents"),
 ]
+_GLOBAL_ROUTES = [("GET", re.compile(r"^/user$"), "_get_user"), ("POST", re.compile(r"^/graphql$"), "_graphql")]
 _ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in _ROUTES]
 
 
@@ -184,11 +197,36 @@ def _int_param(params: dict[str, str], name: str, default: int) -> int:
         return default
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who a token acts as. ``kind``: "actions" (the workflow's GITHUB_TOKEN), "app" (a GitHub
+    App installation token) or "pat" (a user's personal access token); ``maintainer``: the
+    account has write access, so it may edit anyone's comment."""
+
+    login: str
+    kind: str = "actions"
+    maintainer: bool = False
+
+    @property
+    def user_type(self) -> str:
+        return "User" if self.kind == "pat" else "Bot"
+
+
+@dataclass
+class _Injected:
+    method: str
+    pattern: str
+    status: int
+    times: int
+    after_write: bool
+
+
 class FakeGitHub(LoopbackServer):
     """GitHub REST API stand-in serving one repository; state is plain attributes for assertions.
 
     ``issue_comments``, ``review_comments`` and ``reviews`` map a PR number to
     its items, oldest first; ``log`` holds (method, path, status) per request.
+    ``token`` acts as github-actions[bot]; ``tokens`` adds more (token -> Identity).
     """
 
     bot_login = "github-actions[bot]"
@@ -198,9 +236,12 @@ class FakeGitHub(LoopbackServer):
     def __init__(self, *, token: str = "ghs_test_token", repo: str = "octo/prompts",
                  fault_every: int = 0, faults: tuple[int, ...] = (502, 429, 403), retry_after: str = "0",
                  fail_always: dict[tuple[str, str], int] | None = None, per_page_max: int = 100,
-                 host: str = "127.0.0.1", port: int = 0):
+                 tokens: dict[str, Identity] | None = None, host: str = "127.0.0.1", port: int = 0):
         super().__init__(host=host, port=port)
         self.token = token
+        self.tokens = {token: Identity(self.bot_login, "actions"), **(tokens or {})}
+        self._injected: list[_Injected] = []
+        self._caller: Identity = self.tokens[token]
         self.repo = repo
         self.fault_every = fault_every
         self.faults = tuple(faults)
@@ -228,7 +269,7 @@ class FakeGitHub(LoopbackServer):
     # --- seeding ---
 
     def add_pull(self, number: int, *, head_sha: str, base_ref: str = "main", head_ref: str = "feature",
-                 files: list[dict]) -> None:
+                 files: list[dict], base_sha: str = "0" * 40) -> None:
         """Add (or replace, to simulate a push) an open PR whose diff is ``files``' patches;
         a file's optional ``content`` is its text at the head commit (the contents API)."""
         normalised = []
@@ -247,13 +288,25 @@ class FakeGitHub(LoopbackServer):
             normalised.append(entry)
         with self._lock:
             self._pulls[number] = {"number": number, "head_sha": head_sha, "head_ref": head_ref,
-                                   "base_ref": base_ref, "files": normalised}
+                                   "base_ref": base_ref, "base_sha": base_sha, "files": normalised}
             self._hunks = {key: value for key, value in self._hunks.items() if key[0] != number}
             for entry in normalised:
                 self._hunks[(number, entry["filename"])] = _parse_patch(entry.get("patch"))
             self.issue_comments.setdefault(number, [])
             self.review_comments.setdefault(number, [])
             self.reviews.setdefault(number, [])
+
+    def add_contents(self, sha: str, path: str, text: str) -> None:
+        """A file's text at a commit, for the contents API (the base branch's pyproject.toml)."""
+        with self._lock:
+            self._contents[(sha, path)] = text
+
+    def inject(self, method: str, pattern: str, status: int, *, times: int = 1, after_write: bool = False) -> None:
+        """Answer the next ``times`` requests matching ``method`` and the path regex ``pattern``
+        with ``status``; with ``after_write`` the request is carried out first (the write lands,
+        the client sees the failure), as when GitHub's edge times out on a slow write."""
+        with self._lock:
+            self._injected.append(_Injected(method.upper(), pattern, status, times, after_write))
 
     def add_issue_comment(self, number: int, body: str, *, login: str = "someone",
                           user_type: str = "User") -> dict:
@@ -278,6 +331,13 @@ class FakeGitHub(LoopbackServer):
     def _user(self, login: str, user_type: str) -> dict:
         user_id = BOT_ID if login == self.bot_login else zlib.crc32(login.encode("utf-8"))
         return {"login": login, "id": user_id, "type": user_type}
+
+    def _author(self) -> dict:
+        """The user object of the identity making the current request."""
+        return self._user(self._caller.login, self._caller.user_type)
+
+    def _may_change(self, comment: dict) -> bool:
+        return comment["user"]["login"] == self._caller.login or self._caller.maintainer
 
     def _new_issue_comment(self, number: int, body: str, login: str, user_type: str) -> dict:
         comment_id, now = self._new_id(), self._now()
@@ -316,18 +376,27 @@ class FakeGitHub(LoopbackServer):
         content_type = "application/json; charset=utf-8"
         with self._lock:
             scheme, _, credential = (authorization or "").strip().partition(" ")
-            if scheme.lower() not in ("bearer", "token") or credential.strip() != self.token:
+            identity = self.tokens.get(credential.strip())
+            if scheme.lower() not in ("bearer", "token") or identity is None:
                 status, payload, headers = 401, _error("Bad credentials", 401), {}
             else:
+                self._caller = identity
                 self._authenticated += 1
                 headers = self._rate_headers()
                 fault = self._fault_status()
+                injected = self._take_injected(method, path)
                 if fault is not None:
                     status, payload, extra, content_type = self._fault(fault)
+                    headers.update(extra)
+                elif injected is not None and not injected.after_write:
+                    status, payload, extra, content_type = self._fault(injected.status)
                     headers.update(extra)
                 else:
                     status, payload, extra = self._route(method, path, query, raw)
                     headers.update(extra)
+                    if injected is not None:   # the write landed; the client is told otherwise
+                        status, payload, extra, content_type = self._fault(injected.status)
+                        headers.update(extra)
             self.log.append((method, path, status))
         return status, payload, headers, content_type
 
@@ -336,6 +405,15 @@ class FakeGitHub(LoopbackServer):
         return {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": str(max(5000 - self._authenticated, 1)),
                 "x-ratelimit-reset": str(int(time.time()) + 3600),
                 "x-ratelimit-used": str(self._authenticated), "x-ratelimit-resource": "core"}
+
+    def _take_injected(self, method: str, path: str) -> _Injected | None:
+        for entry in self._injected:
+            if entry.method in (method, "*") and re.search(entry.pattern, path):
+                entry.times -= 1
+                if entry.times <= 0:
+                    self._injected.remove(entry)
+                return entry
+        return None
 
     def _fault_status(self) -> int | None:
         if self.fault_every <= 0 or not self.faults or self._authenticated % self.fault_every:
@@ -365,6 +443,16 @@ class FakeGitHub(LoopbackServer):
             if pattern_method.upper() in (method, "*") and re.search(pattern, path):
                 message = "Resource not accessible by integration" if status == 403 else _phrase(status)
                 return status, _error(message, status), {}
+        for route_method, pattern, handler in _GLOBAL_ROUTES:
+            if route_method == method and pattern.match(path):
+                body = None
+                if method == "POST":
+                    try:
+                        body = json.loads(raw) if raw.strip() else {}
+                    except ValueError:
+                        return 400, _error("Problems parsing JSON", 400), {}
+                answer = getattr(self, handler)(body)
+                return answer if len(answer) == 3 else (*answer, {})
         for route_method, pattern, handler in _ROUTES:
             match = pattern.match(path)
             if route_method != method or match is None:
@@ -389,13 +477,29 @@ class FakeGitHub(LoopbackServer):
 
     # --- endpoints (lock held) ---
 
+    def _get_user(self, body):
+        """The authenticated user: refused to installation tokens (the GITHUB_TOKEN, an App's)."""
+        if self._caller.kind != "pat":
+            return 403, {"message": "Resource not accessible by integration",
+                         "documentation_url": "https://docs.github.com/rest/users/users#get-the-authenticated-user",
+                         "status": "403"}
+        return 200, {**self._author(), "name": self._caller.login, "site_admin": False}
+
+    def _graphql(self, body):
+        """Only ``{ viewer { login databaseId } }``: who the token is, for every kind of token."""
+        query = (body or {}).get("query") if isinstance(body, dict) else None
+        if not isinstance(query, str) or not re.search(r"\bviewer\s*\{", query):
+            return 200, {"errors": [{"message": "this stand-in answers only the viewer query"}]}
+        user = self._author()
+        return 200, {"data": {"viewer": {"login": user["login"], "databaseId": user["id"]}}}
+
     def _get_pull(self, match, path, query, body):
         pull = self._pull_or_none(match)
         if pull is None:
             return 404, _error("Not Found", 404)
         return 200, {"number": pull["number"], "state": "open",
                      "head": {"sha": pull["head_sha"], "ref": pull["head_ref"]},
-                     "base": {"sha": "0" * 40, "ref": pull["base_ref"]},
+                     "base": {"sha": pull["base_sha"], "ref": pull["base_ref"]},
                      "html_url": f"https://github.com/{self.repo}/pull/{pull['number']}"}
 
     def _get_contents(self, match, path, query, body):
@@ -428,7 +532,7 @@ class FakeGitHub(LoopbackServer):
         problem = self._check_comment_body(body.get("body"), "IssueComment")
         if problem:
             return problem
-        comment = self._new_issue_comment(number, body["body"], self.bot_login, "Bot")
+        comment = self._new_issue_comment(number, body["body"], self._caller.login, self._caller.user_type)
         location = f"{self.url}/repos/{self.repo}/issues/comments/{comment['id']}"
         return 201, copy.deepcopy(comment), {"Location": location}
 
@@ -438,7 +542,7 @@ class FakeGitHub(LoopbackServer):
                         if c["id"] == comment_id), None)
         if comment is None:
             return 404, _error("Not Found", 404)
-        if comment["user"]["login"] != self.bot_login:
+        if not self._may_change(comment):
             return 403, _error("Resource not accessible by integration", 403)
         problem = self._check_comment_body(body.get("body"), "IssueComment")
         if problem:
@@ -446,6 +550,17 @@ class FakeGitHub(LoopbackServer):
         comment["body"] = body["body"]
         comment["updated_at"] = self._now()
         return 200, copy.deepcopy(comment)
+
+    def _delete_issue_comment(self, match, path, query, body):
+        comment_id = int(match["id"])
+        for comments in self.issue_comments.values():
+            for comment in comments:
+                if comment["id"] == comment_id:
+                    if not self._may_change(comment):
+                        return 403, _error("Resource not accessible by integration", 403)
+                    comments.remove(comment)
+                    return 204, b""
+        return 404, _error("Not Found", 404)
 
     def _list_review_comments(self, match, path, query, body):
         if self._pull_or_none(match) is None:
@@ -488,7 +603,7 @@ class FakeGitHub(LoopbackServer):
             placed.append((comment, spot))
 
         review_id, now = self._new_id(), self._now()
-        review = {"id": review_id, "node_id": f"PRR_{review_id}", "user": self._user(self.bot_login, "Bot"),
+        review = {"id": review_id, "node_id": f"PRR_{review_id}", "user": self._author(),
                   "body": review_body, "state": states[event], "commit_id": commit_id,
                   "html_url": f"https://github.com/{self.repo}/pull/{pull['number']}"
                               f"#pullrequestreview-{review_id}",
@@ -498,7 +613,7 @@ class FakeGitHub(LoopbackServer):
             self.review_comments[pull["number"]].append({
                 "id": comment_id, "node_id": f"PRRC_{comment_id}", "pull_request_review_id": review_id,
                 "path": comment["path"], "body": comment["body"], "commit_id": commit_id,
-                "original_commit_id": commit_id, "user": self._user(self.bot_login, "Bot"),
+                "original_commit_id": commit_id, "user": self._author(),
                 "created_at": now, "updated_at": now, "subject_type": "line", "diff_hunk": spot["diff_hunk"],
                 "line": spot["line"], "original_line": spot["line"], "side": spot["side"],
                 "start_line": spot["start_line"], "original_start_line": spot["start_line"],

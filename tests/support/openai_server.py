@@ -285,8 +285,8 @@ class _Handler(TrackingHandler):
             "id": f"{'chatcmpl' if chat else 'cmpl'}-fake-{serial}",
             "object": "chat.completion" if chat else "text_completion",
             "created": int(time.time()),
-            "model": str(body.get("model") or "fake"),
-            "system_fingerprint": "fp_fake",
+            "model": fake.reported_model or str(body.get("model") or "fake"),
+            "system_fingerprint": fake.system_fingerprint,
             "choices": choices,
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
@@ -346,6 +346,7 @@ class FakeOpenAIServer(LoopbackServer):
     def __init__(self, *, answer: Callable[[str], str] | None = None, latency: float = 0.0,
                  fail_every: int = 0, fail_status: int = 429, retry_after: float | None = 0.05,
                  outage: bool = False, outage_status: int = 503,
+                 reported_model: str | None = None, system_fingerprint: str | None = "fp_fake",
                  host: str = "127.0.0.1", port: int = 0):
         super().__init__(host=host, port=port)
         self.answer = answer or wording_sensitive_answer
@@ -355,6 +356,8 @@ class FakeOpenAIServer(LoopbackServer):
         self.retry_after = retry_after
         self.outage = outage
         self.outage_status = outage_status
+        self.reported_model = reported_model  # the model id answers name (default: the one asked for)
+        self.system_fingerprint = system_fingerprint
         self._lock = threading.Lock()
         self._requests = 0
         self._failures = 0
