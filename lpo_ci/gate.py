@@ -102,7 +102,8 @@ def decide(head: EvalResult, reference: dict[str, Outcome] | None, reference_kin
     if rules.min_accuracy is not None and verdict.head_accuracy is not None \
             and verdict.head_accuracy < rules.min_accuracy:
         verdict.status = FAIL
-        reasons.append(f"accuracy {verdict.head_accuracy:.1%} is under min_accuracy {rules.min_accuracy:.1%}")
+        reasons.append(f"under min_accuracy: accuracy {verdict.head_accuracy:.1%} is under min_accuracy "
+                       f"{rules.min_accuracy:.1%}")
     if not reasons:
         reasons.append({"none": NO_REFERENCE,
                         "unchanged": "template unchanged from the base version"}.get(

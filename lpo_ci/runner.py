@@ -17,7 +17,7 @@ from . import includes, reference, vcs
 from .baseline import Baseline
 from .breaker import CircuitBreaker
 from .cache import ResponseCache
-from .errors import EvaluationError, SpecError
+from .errors import EvaluationError, LpoError, SpecError
 from .evaluate import EvalResult, evaluate
 from .gate import ERROR, FAIL, NO_REFERENCE, GateRules, Verdict, decide
 from .llm import ModelClient, ModelParams, Usage, closing_clients
@@ -122,6 +122,14 @@ class ItemReport:
         }
 
 
+def _first_prompt(template, variables) -> str | None:
+    """The prompt of the first example, or None when it does not render (reported later)."""
+    try:
+        return template.render(variables) if variables is not None else None
+    except LpoError:
+        return None
+
+
 def line_in(error: BaseException | None, relpath: str) -> int:
     """The line ``error`` points at in the template ``relpath``; 1 when it points elsewhere
     (a spec in pyproject.toml names that file and line in its message)."""
@@ -203,10 +211,13 @@ class Session:
             note += f"; stored baseline {self.reference()['baseline']} for templates without a git base"
         return [note] + [f"warning: {warning}" for warning in self.warnings()]
 
-    def prepare(self, template: TemplateFile, base_source: str | None = None) -> Prepared:
+    def prepare(self, template: TemplateFile, base_source: str | None = None,
+                base_path: str | None = None) -> Prepared:
         """Load the data and build the scorer and client (errors name the spec line).
-        ``base_source``, the base version's text, adds its derived stop sequences."""
-        from . import benchmarks
+        ``base_source``, the base version's text (at ``base_path`` if renamed since), adds its
+        derived stop sequences. ``mode`` and ``max_tokens`` left unset get the model's
+        defaults (``model_defaults``: completion and a short answer for a base model)."""
+        from . import benchmarks, model_defaults
         from .scoring import build_scorer
         from .stops import request_stops
 
@@ -222,10 +233,22 @@ class Session:
         pool = examples
         examples = benchmarks.sample_examples(pool, spec.samples, spec.seed)
         scorer = build_scorer(spec, scorer_name, self.settings, self.cache)
-        stop = request_stops(spec.mode, spec.stop, [template.source, *filter(None, [base_source])],
-                             examples[0].variables if examples else None)
-        params = ModelParams(model=resolve_model(spec), mode=spec.mode, temperature=spec.temperature,
-                             max_tokens=spec.max_tokens, stop=stop, api_base=spec.api_base, seed=spec.seed)
+        model = resolve_model(spec)
+        mode = spec.mode or model_defaults.default_mode(model)
+        head = compile_template(template.source, template.relpath, self.loader(template.relpath))
+        versions = [head]
+        if base_source is not None:
+            try:
+                versions.append(compile_template(base_source, f"base:{template.relpath}",
+                                                 self.loader(base_path or template.relpath, rev=self.base_rev)))
+            except SpecError:  # a base that does not compile has no stops to give (run_async says so)
+                pass
+        variables = examples[0].variables if examples else None
+        stop = request_stops(mode, spec.stop, versions, variables)
+        max_tokens = spec.max_tokens or model_defaults.default_max_tokens(
+            model, [e.target for e in examples], _first_prompt(head, variables))
+        params = ModelParams(model=model, mode=mode, temperature=spec.temperature,
+                             max_tokens=max_tokens, stop=stop, api_base=spec.api_base, seed=spec.seed)
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
                              retries=self.settings.retries, timeout=spec.timeout, fresh=self.fresh,
                              breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()))
@@ -247,7 +270,7 @@ class Session:
         if self.base.error is not None:  # a base was expected: comparing with nothing would pass
             raise self.base.error
         base_source, renamed_from, warnings = reference.base_version(self.settings.root, self.base, template)
-        prepared = self.prepare(template, base_source)
+        prepared = self.prepare(template, base_source, renamed_from)
         head_loader = self.loader(template.relpath)
         head_template = compile_template(template.source, template.relpath, head_loader)
         head_prompts = distinct_prompts(head_template, prepared.examples)

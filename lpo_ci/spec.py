@@ -130,7 +130,7 @@ class TestSpec:
     judge_model: str | None = None
     judge_api_base: str | None = None
     model: str | None = None
-    mode: str = "chat"
+    mode: str | None = None  # chat, or completion for a base model (see model_defaults)
     samples: int = 50
     seed: int = 0
     tolerance: float = 0.0
@@ -138,7 +138,7 @@ class TestSpec:
     min_accuracy: float | None = None
     max_error_rate: float = 0.05
     temperature: float = 0.0
-    max_tokens: int = 256
+    max_tokens: int | None = None  # 256, or fitted to the answers for a base model (see model_defaults)
     stop: Any = None
     api_base: str | None = None
     timeout: float = 120.0

@@ -114,11 +114,12 @@ def cut_at_stops(text: str | None, stops: Iterable[str] | None) -> str | None:
     return text if cut < 0 else text[:cut]
 
 
-def request_stops(mode: str, user_stop: Sequence[str] | None, sources: Iterable[str],
+def request_stops(mode: str, user_stop: Sequence[str] | None, versions: Iterable,
                   variables: dict | None) -> tuple[str, ...] | None:
     """The ``stop`` parameter of a run: the user's when set (it always wins); else, in
     completion mode, the stops derived from every version of the template (head and
-    base, so neither is cut where the other is not)."""
+    base, so neither is cut where the other is not). A version is its source text, or a
+    compiled ``render.PromptTemplate`` (one with a loader renders its included files)."""
     if user_stop:
         return tuple(user_stop)
     if mode != "completion" or variables is None:
@@ -126,10 +127,11 @@ def request_stops(mode: str, user_stop: Sequence[str] | None, sources: Iterable[
     from .render import compile_template
 
     stops: list[str] = []
-    for source in sources:
+    for version in versions:
         try:
-            rendered = compile_template(source, "<stops>").render(variables)
+            template = compile_template(version, "<stops>") if isinstance(version, str) else version
+            rendered = template.render(variables)
         except Exception:  # noqa: BLE001 - a broken template is reported when it is rendered
             continue
-        stops += [s for s in derive_stops(source, rendered) if s not in stops]
+        stops += [s for s in derive_stops(template.source, rendered) if s not in stops]
     return tuple(stops[:MAX_STOPS]) or None

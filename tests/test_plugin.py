@@ -456,7 +456,7 @@ def test_min_accuracy_fails_weak_template_without_base(pytester, openai_server):
     assert strong["status"] == "pass"
     weak_pct = f"{weak['head_accuracy']:.1%}"
     result.stdout.fnmatch_lines([
-        f"prompts/weak.j2*: FAIL: accuracy {weak_pct} is under min_accuracy 80.0%",
+        f"prompts/weak.j2*: FAIL: under min_accuracy: accuracy {weak_pct} is under min_accuracy 80.0%",
         f"  head accuracy: {weak_pct} [[]*",
         f"FAILED prompts/weak.j2::{TASK}*",
     ])

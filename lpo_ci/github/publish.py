@@ -139,8 +139,10 @@ def _annotate(view: ReportView, prefix: str, top: Path) -> None:
     for t in shown:
         file, line = _annotation_place(t, prefix, top)
         if t.status == "fail":
-            message = t.reason[len("regression: "):] if t.reason.startswith("regression: ") else t.reason
-            workflow.annotate("error", message, file=file, line=line, title="lpo-ci: accuracy regression")
+            regression = t.reason.startswith("regression: ")  # else it names its rule: "under min_accuracy: …"
+            message = t.reason[len("regression: "):] if regression else t.reason
+            workflow.annotate("error", message, file=file, line=line,
+                              title="lpo-ci: accuracy regression" if regression else "lpo-ci: the gate failed")
         else:
             workflow.annotate("error", t.reason, file=file, line=line,
                               title="lpo-ci: evaluation error (not a regression)")
