@@ -257,9 +257,13 @@ class _Handler(TrackingHandler):
             raw = body.get("prompt", "")
             prompts = [p for p in raw if isinstance(p, str)] if isinstance(raw, list) else [str(raw)]
             prompts = prompts or [""]
-        serial, status = fake._register(prompts)
-        if fake.latency > 0:
-            time.sleep(fake.latency)   # per-thread sleep: concurrent requests overlap
+        serial, status = fake._register(prompts, body)
+        fake._in_flight_change(+1)
+        try:
+            if fake.latency > 0:
+                time.sleep(fake.latency)   # per-thread sleep: concurrent requests overlap
+        finally:
+            fake._in_flight_change(-1)
         if status is not None:
             self._send_failure(status)
             return
@@ -362,6 +366,9 @@ class FakeOpenAIServer(LoopbackServer):
         self._requests = 0
         self._failures = 0
         self._prompts: list[str] = []
+        self._bodies: list[dict] = []
+        self._in_flight = 0
+        self._peak_in_flight = 0
 
     # --- counters ---
 
@@ -388,18 +395,38 @@ class FakeOpenAIServer(LoopbackServer):
         with self._lock:
             return list(self._prompts)
 
+    @property
+    def bodies(self) -> list[dict]:
+        """A copy of the completion requests' JSON bodies (max_tokens, stop ...), in arrival order."""
+        with self._lock:
+            return list(self._bodies)
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most completion requests being answered at once."""
+        with self._lock:
+            return self._peak_in_flight
+
     def reset_counts(self) -> None:
         """Zero the counters and prompts; fail_every counts from here again."""
         with self._lock:
             self._requests = 0
             self._failures = 0
             self._prompts.clear()
+            self._bodies.clear()
+            self._peak_in_flight = 0
 
-    def _register(self, prompts: list[str]) -> tuple[int, int | None]:
+    def _in_flight_change(self, step: int) -> None:
+        with self._lock:
+            self._in_flight += step
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+
+    def _register(self, prompts: list[str], body: dict | None = None) -> tuple[int, int | None]:
         """Count an arriving request: its arrival number and the error status to answer with, if any."""
         with self._lock:
             self._requests += 1
             self._prompts.extend(prompts)
+            self._bodies.append(body or {})
             status = None
             if self.outage:
                 status = self.outage_status
