@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     op.set_defaults(handler=_optimize)
     demo = commands.add_parser("demo", help="gate a prompt regression end to end on the embedded local model",
                                description="Builds a throwaway git repository from an example project, "
-                                           "applies a bad prompt edit as a pull request and runs the gate.")
+                                           "applies a bad prompt edit as a pull request and runs the gate. "
+                                           "Exit status: 0 the demo ran, 2 bad input, 3 evaluation error.")
     demo.add_argument("--example", default=DEFAULT_EXAMPLE, metavar="NAME",
                       help=f"example project: {', '.join(available_examples())} (default: {DEFAULT_EXAMPLE})")
     demo.add_argument("--keep", metavar="DIR", help="build the repository in this folder and keep it")
