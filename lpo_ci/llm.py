@@ -226,17 +226,22 @@ def _is_configuration_error(litellm, exc: BaseException) -> bool:
         or bool(_MISSING_KEY.search(str(exc)))
 
 
+_ERROR_PREFIX = re.compile(r"^(?:(?:litellm\.)?\w*(?:Error|Exception)(?::| -)\s*)+")
+
+
 def _configuration_message(litellm, exc: BaseException, params: "ModelParams") -> str:
-    """The provider's message, and the environment variable that would fix it."""
+    """The provider's own message, and the environment variable that would fix it."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    said = f"configuration error, not retried: {_ERROR_PREFIX.sub('', text)[:300]}"
     if params.api_base:
-        return f"{_describe(exc)} (set LPO_CI_API_KEY to the key {params.api_base} expects)"
+        return f"{said} (set LPO_CI_API_KEY to the key {params.api_base} expects)"
     try:
         missing = litellm.validate_environment(model=params.model).get("missing_keys") or []
     except Exception:  # noqa: BLE001 - only a hint
         missing = []
     if missing:
-        return f"{_describe(exc)} (set {' or '.join(missing)} for {params.model})"
-    return f"{_describe(exc)} (check the key and account for {params.model})"
+        return f"{said} (set {' or '.join(missing)} for {params.model})"
+    return f"{said} (check the key and account for {params.model})"
 
 
 def _describe(exc: BaseException) -> str:
@@ -319,7 +324,7 @@ class ModelClient:
             except Exception as exc:  # noqa: BLE001 - every provider failure is reported, not raised
                 if _is_configuration_error(litellm, exc):  # the next call would fail alike: stop them all
                     message = _configuration_message(litellm, exc, self.params)
-                    self.breaker.trip(message, "the provider refused the configuration")
+                    self.breaker.trip(message, "the same configuration error")
                     return Completion(text=None, error=message, attempts=attempt,
                                       latency=time.perf_counter() - started)
                 self.breaker.record(exc, _describe(exc))
