@@ -659,7 +659,7 @@ def test_unusable_output_and_baseline_paths_are_usage_errors(pytester, openai_se
 def test_an_internal_error_is_one_line_unless_full_trace(pytester, openai_server, monkeypatch):
     from lpo_ci.runner import Session
 
-    def broken(self, template):
+    def broken(self, template, base_source=None):
         raise RuntimeError("something unexpected")
 
     monkeypatch.setattr(Session, "prepare", broken)
