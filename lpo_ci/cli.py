@@ -56,9 +56,17 @@ def _eval(args: argparse.Namespace) -> int:
             "samples": args.samples, "seed": args.seed, "concurrency": args.concurrency,
             "api_base": args.api_base, "mode": args.mode})
         session = Session(settings, base_ref=args.base, use_git=not args.no_base)
+        templates = [read_template(settings, path) for path in paths]
+        shard = None
+        if args.shard:
+            from .shard import Shard, assign, shard_note
+
+            mine, record = assign(session, templates, Shard.parse(args.shard, "--shard"))
+            templates = [t for t in templates if t.relpath in mine]
+            shard = {"shard": record}
+            print(shard_note(record), file=sys.stderr)
         items, worst = [], EXIT_OK
-        for path in paths:
-            template = read_template(settings, path)
+        for template in templates:
             try:
                 with progress_bar(template.relpath) as bar:
                     result = session.run(template, bar)
@@ -73,7 +81,8 @@ def _eval(args: argparse.Namespace) -> int:
         if items:
             print(terminal_summary(items), end="")
         if args.report:
-            write_json(args.report, build_report(items, base_rev=session.base_rev, root=settings.root))
+            write_json(args.report, build_report(items, base_rev=session.base_rev, root=settings.root,
+                                                 extra=shard))
         return worst
     except LpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -103,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", help="response cache directory")
     ev.add_argument("--data-dir", help="local mirror of the benchmark data")
     ev.add_argument("--root", help="project root (default: nearest folder with pyproject.toml)")
+    ev.add_argument("--shard", metavar="K/N", help="score only shard K of N of the templates given "
+                                                   "(split by expected cost); join with lpo-ci report merge")
     ev.set_defaults(handler=_eval)
     op = commands.add_parser("optimize", help="search for a small edit that raises a template's accuracy",
                              description="Bounded Local Prompt Optimization: scores the template (and its base "
@@ -135,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", help="build the repository in this folder and keep it")
     demo.add_argument("--cache-dir", help="response cache directory (default: ~/.cache/lpo-ci/demo-responses)")
     demo.set_defaults(handler=_demo)
+    report = commands.add_parser("report", help="work with JSON reports").add_subparsers(
+        dest="report_command", required=True)
+    merge = report.add_parser(
+        "merge", help="join the reports of shards 1..N of one run into one report",
+        description="Checks that the reports come from one run (same commits, lpo-ci version, shard count "
+                    "and plan) and that every shard is there exactly once. Exit status: the merged "
+                    "verdict, 0 pass, 1 regression, 3 evaluation error; 2 when the reports cannot be merged.")
+    merge.add_argument("reports", nargs="+", help="shard reports (--lpo-report of each --lpo-shard job)")
+    merge.add_argument("-o", "--output", required=True, help="write the merged report to this file")
+    merge.set_defaults(handler=_report_merge)
     github = commands.add_parser("github", help="publish a report on GitHub").add_subparsers(
         dest="github_command", required=True)
     pub = github.add_parser(
@@ -155,6 +176,24 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--pytest-exit-code", type=int, help="exit status of the pytest run that wrote the report")
     pub.set_defaults(handler=_github_publish)
     return parser
+
+
+def _report_merge(args: argparse.Namespace) -> int:
+    from .errors import LpoError
+    from .report import terminal_summary, write_json
+    from .shard import merge_reports
+
+    try:
+        merged = merge_reports(args.reports)
+    except LpoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    write_json(args.output, merged)
+    if merged["templates"]:
+        print(terminal_summary(merged["templates"]), end="")
+    print(f"merged {len(args.reports)} shard reports into {args.output}")
+    summary = merged["summary"]
+    return EXIT_FAIL if summary["failed"] else EXIT_ERROR if summary["errors"] else EXIT_OK
 
 
 def _github_publish(args: argparse.Namespace) -> int:

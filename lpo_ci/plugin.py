@@ -48,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="instruction-following model for the optimizer (default: LLM-free operators)")
     group.addoption("--lpo-data-dir", metavar="DIR",
                     help="local mirror of the benchmark data (default: $LPO_CI_DATA_DIR, else the hub)")
+    group.addoption("--lpo-shard", metavar="K/N",
+                    help="score only shard K of N (a CI matrix job): templates split by expected cost; "
+                         "join the reports with lpo-ci report merge")
 
 
 def _wants_lpo(config: pytest.Config) -> bool:
@@ -90,6 +93,16 @@ class LpoPlugin:
         self.session = Session(self.settings, base_ref=config.getoption("lpo_base"))
         self.update_baseline = config.getoption("lpo_update_baseline")
         self.results: dict[str, dict] = {}
+        self.shard = None
+        self.shard_record: dict | None = None  # what this shard scored, for its report
+        if config.getoption("lpo_shard"):
+            from .errors import SpecError
+            from .shard import Shard
+
+            self.shard = Shard.parse(config.getoption("lpo_shard"))
+            if self.update_baseline:
+                raise SpecError("--lpo-update-baseline cannot be sharded: each shard would write part "
+                                "of the baseline", hint="update the baseline in one unsharded run")
 
     @property
     def is_controller(self) -> bool:
@@ -109,6 +122,28 @@ class LpoPlugin:
         if matches(self.settings, file_path):
             return PromptFile.from_parent(parent, path=file_path)
         return None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """With --lpo-shard, keep this shard's templates (after -k and the like have chosen)."""
+        if self.shard is None:
+            return
+        from .shard import assign
+
+        prompts = [item for item in items if isinstance(item, PromptItem)]
+        mine, self.shard_record = assign(self.session, [item.template for item in prompts], self.shard)
+        dropped = [item for item in prompts if item.template.relpath not in mine]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if not (isinstance(item, PromptItem)
+                                                       and item.template.relpath not in mine)]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        """pytest-xdist: the controller learns the shard plan from a worker (each computes the same)."""
+        record = getattr(node, "workeroutput", {}).get("lpo_ci_shard")
+        if record is not None and self.shard_record is None:
+            self.shard_record = record
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -132,6 +167,8 @@ class LpoPlugin:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.is_controller:
+            if self.shard_record is not None:
+                self.config.workeroutput["lpo_ci_shard"] = self.shard_record
             return
         from .report import build_report, write_json
 
@@ -148,9 +185,14 @@ class LpoPlugin:
             baseline.save()
         path = self.config.getoption("lpo_report")
         if path:
+            shard = {"shard": self.shard_record} if self.shard else None
+            if self.shard and self.shard_record is None:  # nothing was collected: an empty shard
+                from .shard import assign
+
+                shard = {"shard": assign(self.session, [], self.shard)[1]}
             write_json(Path(self.config.invocation_params.dir) / path,
                        build_report(items, base_rev=self.session.base_rev if items else None,
-                                    root=self.settings.root))
+                                    root=self.settings.root, extra=shard))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.is_controller or not self.results:
@@ -160,6 +202,10 @@ class LpoPlugin:
         notes = []
         if self.update_baseline and self.settings.baseline:
             notes.append(f"baseline written to {self.settings.baseline}")
+        if self.shard_record is not None:
+            from .shard import shard_note
+
+            notes.append(shard_note(self.shard_record))
         terminalreporter.write_sep("=", "lpo-ci summary")
         terminalreporter.write_line(terminal_summary(list(self.results.values()), notes).rstrip("\n"))
 

@@ -72,3 +72,12 @@ def show(root: Path, rev: str, relpath: str) -> str | None:
     if result.returncode != 0:
         return None
     return result.stdout.decode("utf-8", errors="replace")
+
+
+def head_rev(root: Path) -> str | None:
+    """The checked-out commit, or None outside a git repository (or before the first commit)."""
+    try:
+        result = _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    except FileNotFoundError:
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
