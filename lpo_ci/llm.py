@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Any
 
-from .cache import ResponseCache, cache_key
+from .cache import CacheBackend, ResponseCache, cache_key
 
 MAX_BACKOFF_SECONDS = 30.0
 
@@ -185,13 +185,14 @@ class ModelClient:
     """Calls one model with bounded concurrency, retries and a response cache."""
 
     params: ModelParams
-    cache: ResponseCache = field(default_factory=lambda: ResponseCache(None))
+    cache: CacheBackend = field(default_factory=lambda: ResponseCache(None))
     concurrency: int = 8
     retries: int = 4
     timeout: float = 120.0
     backoff: float = 0.5
     _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
     _inflight: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
+    _prefetched: dict[str, dict | None] = field(default_factory=dict, repr=False)
 
     def _limit(self) -> asyncio.Semaphore:
         if self._semaphore is None:
@@ -205,7 +206,7 @@ class ModelClient:
         share one call; the others count as cache hits.
         """
         key = cache_key(self.params.request(prompt))
-        hit = self.cache.get(key)
+        hit = self._prefetched.pop(key) if key in self._prefetched else self.cache.get(key)
         if hit is not None:
             return Completion(text=hit["text"], prompt_tokens=hit.get("prompt_tokens", 0),
                               completion_tokens=hit.get("completion_tokens", 0), cached=True)
@@ -233,7 +234,15 @@ class ModelClient:
             del self._inflight[key]
 
     async def complete_all(self, prompts: list[str]) -> list[Completion]:
+        self.prefetch(prompts)
         return list(await asyncio.gather(*(self.complete(p) for p in prompts)))
+
+    def prefetch(self, prompts: list[str]) -> None:
+        """Look up the cached answers to ``prompts`` at once: one round trip to a shared cache,
+        not one per prompt. ``complete`` then takes each answer (or miss) from here."""
+        keys = [cache_key(self.params.request(p)) for p in prompts]
+        found = self.cache.get_many(keys)
+        self._prefetched.update((key, found.get(key)) for key in keys)
 
     async def _call_with_retries(self, prompt: str) -> Completion:
         litellm = import_litellm()

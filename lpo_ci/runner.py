@@ -15,7 +15,7 @@ from typing import Any
 
 from . import vcs
 from .baseline import Baseline
-from .cache import ResponseCache
+from .cache import open_cache
 from .errors import EvaluationError, SpecError
 from .evaluate import EvalResult, evaluate
 from .gate import ERROR, GateRules, Verdict, decide
@@ -116,7 +116,7 @@ class Session:
         self.settings = settings
         if str(settings.root) not in sys.path:
             sys.path.insert(0, str(settings.root))  # user scorers are 'module:function' in the project
-        self.cache = ResponseCache(settings.cache_dir)
+        self.cache = open_cache(settings.cache_dir, settings.cache_url)
         self.baseline = Baseline(settings.baseline)
         self._base_ref = base_ref
         self._use_git = use_git
