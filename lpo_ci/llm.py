@@ -190,6 +190,7 @@ class ModelClient:
     retries: int = 4
     timeout: float = 120.0
     backoff: float = 0.5
+    router: Any = None  # a litellm.Router serving params.model over several deployments
     _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
     _inflight: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
     _prefetched: dict[str, dict | None] = field(default_factory=dict, repr=False)
@@ -271,6 +272,13 @@ class ModelClient:
         }
         if p.stop:
             kwargs["stop"] = list(p.stop)
+        if p.seed is not None:
+            kwargs["seed"] = p.seed
+        kwargs["drop_params"] = True  # providers that lack seed or stop ignore them
+        if self.router is not None:  # the deployments carry their own api_base and keys
+            if p.mode == "completion":
+                return await self.router.atext_completion(prompt=prompt, **kwargs)
+            return await self.router.acompletion(messages=[{"role": "user", "content": prompt}], **kwargs)
         if p.api_base:
             kwargs["api_base"] = p.api_base
             key = os.environ.get("LPO_CI_API_KEY")
@@ -279,10 +287,7 @@ class ModelClient:
                 key = "no-key"  # self-hosted OpenAI-compatible servers accept any key
             if key is not None:
                 kwargs["api_key"] = key
-        if p.seed is not None:
-            kwargs["seed"] = p.seed
         _price_unmapped_model(litellm, p.model, p.mode)
-        kwargs["drop_params"] = True  # providers that lack seed or stop ignore them
         if p.mode == "completion":
             return await litellm.atext_completion(prompt=prompt, **kwargs)
         return await litellm.acompletion(messages=[{"role": "user", "content": prompt}], **kwargs)

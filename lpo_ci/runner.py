@@ -21,6 +21,7 @@ from .evaluate import EvalResult, evaluate
 from .gate import ERROR, GateRules, Verdict, decide
 from .llm import ModelClient, ModelParams, Usage
 from .render import compile_template
+from .router import RouterPool, route
 from .spec import Settings, TemplateFile, TestSpec
 
 FLIPS_SHOWN = 3
@@ -118,6 +119,7 @@ class Session:
             sys.path.insert(0, str(settings.root))  # user scorers are 'module:function' in the project
         self.cache = open_cache(settings.cache_dir, settings.cache_url)
         self.baseline = Baseline(settings.baseline)
+        self.routers = RouterPool()
         self._base_ref = base_ref
         self._use_git = use_git
         self._base_rev: str | None | bool = False  # False: not resolved yet
@@ -146,11 +148,14 @@ class Session:
         examples = benchmarks.sample_examples(pool, spec.samples, spec.seed)
         options = {"pattern": spec.pattern} if spec.pattern else None
         scorer = get_scorer(scorer_name, options, **spec.where("scorer"))
-        params = ModelParams(model=resolve_model(spec), mode=spec.mode, temperature=spec.temperature,
+        routed = route(spec, self.settings.root, self.routers)  # (model name, litellm Router) or None
+        params = ModelParams(model=routed[0] if routed else resolve_model(spec), mode=spec.mode,
+                             temperature=spec.temperature,
                              max_tokens=spec.max_tokens, stop=tuple(spec.stop) if spec.stop else None,
                              api_base=spec.api_base, seed=spec.seed)
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
-                             retries=self.settings.retries, timeout=spec.timeout)
+                             retries=self.settings.retries, timeout=spec.timeout,
+                             router=routed[1] if routed else None)
         fingerprint = hashlib.sha256(json.dumps(
             [data_label(spec), scorer_name, spec.pattern, params.request(""), spec.samples, spec.seed,
              [e.id for e in examples]], sort_keys=True, default=str).encode()).hexdigest()[:16]

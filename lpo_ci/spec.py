@@ -72,6 +72,8 @@ TEMPLATE_KEYS: dict[str, tuple[Any, str]] = {
     "stop": (_stop, "a string or a list of strings"),
     "api_base": (_string, "a URL such as http://127.0.0.1:8000/v1"),
     "timeout": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
+    "router": (lambda v: (_string(v) or isinstance(v, dict)),
+               "a YAML file (litellm proxy config layout) or a table with a litellm Router model_list"),
 }
 
 # Project-wide settings that make no sense per template.
@@ -110,6 +112,7 @@ class TestSpec:
     stop: Any = None
     api_base: str | None = None
     timeout: float = 120.0
+    router: Any = None  # see lpo_ci.router
     # Where each key was set, for error messages: key -> (file, line).
     origins: dict[str, tuple[str, int | None]] = field(default_factory=dict, compare=False)
 
