@@ -3,8 +3,10 @@
 Bounded concurrency (evaluation is I/O-bound), retries with exponential
 backoff that honour a provider's ``Retry-After``, timeouts, deterministic
 parameters, our own response cache, and token / cost / latency accounting.
-litellm is imported on first use: it is slow to import and, unless told to
-use its bundled price list, tries the network at import time.
+litellm is imported on first use, or ahead of it in a background thread
+(``start_litellm_import``) while collection, git and data loading run: it
+takes seconds to import and, unless told to use its bundled price list, tries
+the network at import time.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import gc
 import os
 import random
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, asdict
 from typing import Any
@@ -22,11 +25,40 @@ from .cache import CacheBackend, ResponseCache, cache_key
 
 MAX_BACKOFF_SECONDS = 30.0
 
+_IMPORT_LOCK = threading.Lock()
+_import_thread: threading.Thread | None = None
+
+
+def start_litellm_import() -> None:
+    """Begin importing litellm in a background thread, once: the first model call then finds it
+    (nearly) ready instead of paying seconds of import after the other start-up work.
+
+    An error in the background is not raised there: ``import_litellm`` meets it again and
+    raises it where the call needs litellm.
+    """
+    global _import_thread
+    if "litellm" in sys.modules or _import_thread is not None:
+        return
+
+    def run() -> None:
+        try:
+            import_litellm()
+        except BaseException:  # noqa: BLE001 - raised again by the caller's own import
+            pass
+
+    _import_thread = threading.Thread(target=run, name="lpo-ci-import-litellm", daemon=True)
+    _import_thread.start()
+
 
 def import_litellm():
-    """Import litellm offline and quiet."""
+    """Import litellm offline and quiet (waiting for a background import under way)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_LOG", "ERROR")
+    with _IMPORT_LOCK:
+        return _import_litellm()
+
+
+def _import_litellm():
     if "litellm" not in sys.modules:
         # litellm's import builds ~370k long-lived objects. With the collector on, the import
         # runs ~0.6 s of full collections, and every later full collection (one every few
@@ -194,6 +226,7 @@ class ModelClient:
     _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
     _inflight: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
     _prefetched: dict[str, dict | None] = field(default_factory=dict, repr=False)
+    _litellm: Any = field(default=None, repr=False)
 
     def _limit(self) -> asyncio.Semaphore:
         if self._semaphore is None:
@@ -246,7 +279,9 @@ class ModelClient:
         self._prefetched.update((key, found.get(key)) for key in keys)
 
     async def _call_with_retries(self, prompt: str) -> Completion:
-        litellm = import_litellm()
+        if self._litellm is None:
+            self._litellm = import_litellm()
+        litellm = self._litellm
         started = time.perf_counter()
         attempt = 0
         while True:

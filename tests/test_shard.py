@@ -259,3 +259,43 @@ def test_merge_cli_errors_name_the_file_and_exit_2(tmp_path, capsys):
     assert cli_main(["report", "merge", str(good), str(tmp_path / "nope.json"), "-o", "x.json"]) == 2
     assert "nope.json: no such report file" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+# --------------------------------------------------------------------------
+# the action: shard jobs post nothing, the publish job merges and posts once
+
+
+@pytest.mark.slow
+def test_action_publishes_merged_shard_reports_once(tmp_path, openai_server, data_dir):
+    from tests.support.github_server import fake_github
+    from tests.support.pr_project import make_regressed_project, pr_files, pull_request_event
+    from tests.test_action import run_action
+
+    workspace = tmp_path / "workspace"
+    base, head = make_regressed_project(workspace, openai_server.url)
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    with fake_github() as gh:
+        gh.add_pull(7, head_sha=head, files=pr_files(workspace, base, head))
+        event = pull_request_event(7, base, head)
+        for k in (1, 2):
+            job = run_action(tmp_path, workspace, gh, event, comment="false", suggestions="false",
+                             **{"budget-calls": "400", "extra-pytest-args": f"--lpo-shard={k}/2"})
+            (artifacts / f"shard-{k}.json").write_bytes(Path(job.outputs["report"]).read_bytes())
+        assert not gh.issue_comments.get(7) and not gh.review_comments.get(7)
+        shards = [json.loads((artifacts / f"shard-{k}.json").read_text()) for k in (1, 2)]
+        assert sorted(len(s["templates"]) for s in shards) == [0, 1]  # one template: one shard is empty
+
+        empty = tmp_path / "publisher"  # the publish job checks out nothing
+        empty.mkdir()
+        publish = run_action(tmp_path, empty, gh, event,
+                             report=f"{artifacts}/shard-*.json")
+        assert publish.steps[-1].returncode == 1, publish.log  # the merged verdict: a regression
+        assert publish.outputs["regressed"] == "true", publish.log
+        assert len(gh.issue_comments[7]) == 1 and len(gh.review_comments[7]) == 1
+
+        (artifacts / "shard-2.json").unlink()  # a shard job that uploaded nothing
+        missing = run_action(tmp_path, empty, gh, event,
+                             report=f"{artifacts}/shard-*.json\n{artifacts}/shard-2.json")
+        assert missing.steps[-1].returncode == 1
+        assert "shard-2.json: no such report file" in missing.log
