@@ -15,7 +15,7 @@ import pytest
 from lpo_ci.router import load_router
 from tests.support.openai_server import fake_openai_server, wording_sensitive_answer
 from tests.test_plugin import (  # noqa: F401 - the fixtures apply here too
-    GOOD, _hermetic_env, _preload_heavy_modules, report, write_template)
+    BAD, GOOD, _hermetic_env, _preload_heavy_modules, init_repo, report, write_template)
 
 
 def router_table(*urls: str, name: str = "pool", settings: str = "") -> str:
@@ -80,6 +80,19 @@ def test_a_server_stopped_mid_run_costs_no_example(pytester, two_servers):
     assert item["head"]["errors"] == 0 and all(e["head"]["outcome"] != "error" for e in item["examples"])
     assert slow.requests >= stopped[0] > 0  # the slow server answered before it went away
     assert fast.requests >= 150 - slow.requests  # the rest went to the survivor
+
+
+def test_the_optimizer_calls_through_the_router_too(pytester, two_servers):
+    fast, slow = two_servers
+    pytester.makepyprojecttoml('[tool.lpo_ci]\nmodel = "pool"\n' + router_table(fast.url, slow.url))
+    write_template(pytester, "prompts/a.j2", GOOD, samples=40)
+    init_repo(pytester)
+    write_template(pytester, "prompts/a.j2", BAD, samples=40)
+    result = pytester.runpytest("--lpo", "--lpo-optimize", "--lpo-budget-calls", "150", "--lpo-report", "r.json")
+    result.assert_outcomes(failed=1)
+    optimization = report(pytester, "r.json")["templates"][0]["optimization"]
+    assert optimization["budget"]["spent"]["calls"] > 0
+    assert fast.requests + slow.requests == 80 + optimization["budget"]["spent"]["calls"]
 
 
 def test_router_from_a_yaml_file_named_in_the_spec(pytester, two_servers):
