@@ -57,6 +57,10 @@ class CacheBackend:
     def put(self, key: str, value: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def is_empty(self) -> bool:
+        """True only when surely empty (a run will call the model): a cheap look, never a wait."""
+        return False
+
     def close(self) -> None:
         pass
 
@@ -109,6 +113,11 @@ class ResponseCache(CacheBackend):
         if self.directory is None:
             return 0
         return self._connect().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def is_empty(self) -> bool:
+        if self.directory is None:
+            return True
+        return self._connect().execute("SELECT NOT EXISTS (SELECT 1 FROM responses)").fetchone()[0] == 1
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

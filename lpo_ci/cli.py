@@ -46,9 +46,6 @@ def _open_project(args: argparse.Namespace, templates: list[str], overrides: dic
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .llm import start_litellm_import
-
-    start_litellm_import()  # while settings, git and data load
     from .errors import LpoError
     from .report import build_report, terminal_summary, write_json
     from .runner import Session, failure_text
@@ -223,9 +220,6 @@ def optimize_options(args: argparse.Namespace):
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    from .llm import start_litellm_import
-
-    start_litellm_import()
     from .errors import LpoError
     from .report import build_report, write_json
     from .runner import Session, failure_text, optimization_text

@@ -31,7 +31,9 @@ _import_thread: threading.Thread | None = None
 
 def start_litellm_import() -> None:
     """Begin importing litellm in a background thread, once: the first model call then finds it
-    (nearly) ready instead of paying seconds of import after the other start-up work.
+    (nearly) ready instead of paying seconds of import after the other start-up work. Called as
+    soon as calls are sure to come (an empty response cache, a cache miss), never on a warm
+    rerun, which must not pay for an import it does not use.
 
     An error in the background is not raised there: ``import_litellm`` meets it again and
     raises it where the call needs litellm.
@@ -277,6 +279,8 @@ class ModelClient:
         keys = [cache_key(self.params.request(p)) for p in prompts]
         found = self.cache.get_many(keys)
         self._prefetched.update((key, found.get(key)) for key in keys)
+        if self.router is None and len(found) < len(set(keys)):
+            start_litellm_import()  # calls are coming: import while the rest of the set-up runs
 
     async def _call_with_retries(self, prompt: str) -> Completion:
         if self._litellm is None:

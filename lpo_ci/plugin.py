@@ -120,9 +120,6 @@ class LpoPlugin:
         from .spec import matches
 
         if matches(self.settings, file_path):
-            from .llm import start_litellm_import
-
-            start_litellm_import()  # a template will be scored: import litellm during collection
             return PromptFile.from_parent(parent, path=file_path)
         return None
 

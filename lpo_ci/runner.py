@@ -118,6 +118,10 @@ class Session:
         if str(settings.root) not in sys.path:
             sys.path.insert(0, str(settings.root))  # user scorers are 'module:function' in the project
         self.cache = open_cache(settings.cache_dir, settings.cache_url)
+        if self.cache.is_empty():  # every answer will be a call: import litellm while the run sets up
+            from .llm import start_litellm_import
+
+            start_litellm_import()
         self.baseline = Baseline(settings.baseline)
         self.routers = RouterPool()
         self._base_ref = base_ref
