@@ -103,15 +103,13 @@ def shard_note(record: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------
 
 def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise MergeError("no such report file", path=path, hint="check the artifact download and the file names")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MergeError("no such report file", path=path,
-                         hint="check the artifact download and the file names") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MergeError(f"cannot read the report: {exc}", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise MergeError(f"not valid JSON: {exc.msg}", path=path, line=exc.lineno,
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:  # ValueError: JSON or UTF-8 decoding
+        raise MergeError(f"not a readable JSON report: {getattr(exc, 'msg', exc)}", path=path,
+                         line=getattr(exc, "lineno", None),
                          hint="the shard job may have died while writing it: rerun that job") from None
     if not isinstance(data, dict) or not isinstance(data.get("templates"), list):
         raise MergeError("not an lpo-ci report (no 'templates' list)", path=path,

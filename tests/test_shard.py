@@ -255,7 +255,7 @@ def test_merge_cli_errors_name_the_file_and_exit_2(tmp_path, capsys):
     broken.write_text('{"templates": [')
     assert cli_main(["report", "merge", str(good), str(broken), "-o", str(tmp_path / "out.json")]) == 2
     err = capsys.readouterr().err
-    assert f"{broken}:1: not valid JSON" in err
+    assert f"{broken}:1: not a readable JSON report" in err
     assert cli_main(["report", "merge", str(good), str(tmp_path / "nope.json"), "-o", "x.json"]) == 2
     assert "nope.json: no such report file" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
