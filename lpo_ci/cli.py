@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
         "merge", help="join the reports of shards 1..N of one run into one report",
         description="Checks that the reports come from one run (same commits, lpo-ci version, shard count "
                     "and plan) and that every shard is there exactly once. Exit status: the merged "
-                    "verdict, 0 pass, 1 regression, 3 evaluation error; 2 when the reports cannot be merged.")
+                    "verdict, 0 pass, 1 regression, 3 evaluation error (or a shard's pytest run that failed "
+                    "outside the verdicts, e.g. a collection error); 2 when the reports cannot be merged.")
     merge.add_argument("reports", nargs="+", help="shard reports (--lpo-report of each --lpo-shard job)")
     merge.add_argument("-o", "--output", required=True, help="write the merged report to this file")
     merge.set_defaults(handler=_report_merge)
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _report_merge(args: argparse.Namespace) -> int:
     from .errors import LpoError
     from .report import terminal_summary, write_json
-    from .shard import merge_reports
+    from .shard import merge_reports, troubled_shards
 
     try:
         merged = merge_reports(args.reports)
@@ -192,8 +193,11 @@ def _report_merge(args: argparse.Namespace) -> int:
     if merged["templates"]:
         print(terminal_summary(merged["templates"]), end="")
     print(f"merged {len(args.reports)} shard reports into {args.output}")
+    troubles = troubled_shards(args.reports)
+    for trouble in troubles:
+        print(f"error: {trouble}", file=sys.stderr)
     summary = merged["summary"]
-    return EXIT_FAIL if summary["failed"] else EXIT_ERROR if summary["errors"] else EXIT_OK
+    return EXIT_FAIL if summary["failed"] else EXIT_ERROR if summary["errors"] or troubles else EXIT_OK
 
 
 def _github_publish(args: argparse.Namespace) -> int:

@@ -165,7 +165,7 @@ class LpoPlugin:
             if key == REPORT_KEY:
                 self.results[value["template"]] = value
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.is_controller:
             if self.shard_record is not None:
                 self.config.workeroutput["lpo_ci_shard"] = self.shard_record
@@ -185,11 +185,13 @@ class LpoPlugin:
             baseline.save()
         path = self.config.getoption("lpo_report")
         if path:
-            shard = {"shard": self.shard_record} if self.shard else None
-            if self.shard and self.shard_record is None:  # nothing was collected: an empty shard
+            shard = None
+            if self.shard:
                 from .shard import assign
 
-                shard = {"shard": assign(self.session, [], self.shard)[1]}
+                record = self.shard_record or assign(self.session, [], self.shard)[1]  # none collected
+                # the merge job cannot see this job's status: a collection error must reach it
+                shard = {"shard": {**record, "pytest_exit_status": int(exitstatus)}}
             write_json(Path(self.config.invocation_params.dir) / path,
                        build_report(items, base_rev=self.session.base_rev if items else None,
                                     root=self.settings.root, extra=shard))

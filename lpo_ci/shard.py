@@ -135,6 +135,24 @@ _SAME = (
 )
 
 
+# pytest exit statuses that no template verdict explains: interrupted (collection errors),
+# internal error, usage error.
+PYTEST_TROUBLE = (2, 3, 4)
+
+
+def troubled_shards(paths: list[str | Path]) -> list[str]:
+    """Shards whose pytest run failed outside the templates' verdicts, as messages naming the file."""
+    found = []
+    for path in paths:
+        record = _read(Path(path))["shard"]
+        status = record.get("pytest_exit_status")
+        if status in PYTEST_TROUBLE:
+            found.append(f"{path}: shard {record['index']}/{record['count']}'s pytest run ended with status "
+                         f"{status} (a collection or usage error outside the templates' verdicts: see that "
+                         f"job's log)")
+    return found
+
+
 def merge_reports(paths: list[str | Path]) -> dict[str, Any]:
     """One report equal to an unsharded run's, from the reports of shards 1..N of one run."""
     from .report import build_report

@@ -173,6 +173,23 @@ def test_empty_shard_still_writes_its_report(pytester, openai_server):
     assert [t["template"] for t in merged["templates"]] == ["prompts/only.j2"]
 
 
+def test_a_shard_with_a_collection_error_makes_the_merge_an_error(pytester, openai_server, capsys):
+    project(pytester, openai_server.url)
+    write_template(pytester, "prompts/good.j2", GOOD, samples=5)
+    (pytester.path / "prompts" / "broken.j2").write_text("{# lpo:\n  benchmark: bbh/boolean_expressions\n"
+                                                       "  samplez: 5\n#}\nQ: {{ input }}\n")
+    init_repo(pytester)
+    for k in (1, 2):
+        result = pytester.runpytest("--lpo", f"--lpo-shard={k}/2", "--lpo-report", f"s{k}.json")
+        assert result.ret == pytest.ExitCode.INTERRUPTED  # "1 error during collection"
+        assert report(pytester, f"s{k}.json")["shard"]["pytest_exit_status"] == 2
+    paths = [str(pytester.path / f"s{k}.json") for k in (1, 2)]
+    assert cli_main(["report", "merge", *paths, "-o", str(pytester.path / "merged.json")]) == 3
+    err = capsys.readouterr().err
+    assert f"{paths[0]}: shard 1/2's pytest run ended with status 2" in err
+    assert report(pytester, "merged.json")["summary"]["failed"] == 0  # the verdicts alone would pass
+
+
 @pytest.mark.parametrize("args, message", [
     (["--lpo-shard=4/3"], "shard 4 of 3 does not exist"),
     (["--lpo-shard=half"], "'half' is not K/N"),
