@@ -82,8 +82,9 @@ def assign(session, templates: Iterable, shard: Shard) -> tuple[set[str], dict[s
 
     root = session.settings.root
     base_rev = session.base_rev
-    costs = {t.relpath: expected_cost(t, vcs.show(root, base_rev, t.relpath) if base_rev else None)
-             for t in templates}
+    templates = list(templates)
+    bases = vcs.show_many(root, base_rev, [t.relpath for t in templates]) if base_rev else {}
+    costs = {t.relpath: expected_cost(t, bases.get(t.relpath)) for t in templates}
     mine = plan(costs, shard.count)[shard.index - 1]
     record = {
         "index": shard.index, "count": shard.count, "templates": mine,

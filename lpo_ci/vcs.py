@@ -81,3 +81,30 @@ def head_rev(root: Path) -> str | None:
     except FileNotFoundError:
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def show_many(root: Path, rev: str, relpaths: list[str]) -> dict[str, str | None]:
+    """``show`` for many files in one git process (``cat-file --batch``), not one process each."""
+    if not relpaths:
+        return {}
+    if any("\n" in path for path in relpaths):  # the batch protocol is line-based
+        return {path: show(root, rev, path) for path in relpaths}
+    request = "".join(f"{rev}:{path}\n" for path in relpaths).encode("utf-8")
+    result = subprocess.run(["git", "-C", str(root), "cat-file", "--batch"], input=request, capture_output=True)
+    found: dict[str, str | None] = {}
+    data, position = result.stdout, 0
+    for path in relpaths:
+        end = data.find(b"\n", position)
+        if result.returncode != 0 or end < 0:
+            return {p: show(root, rev, p) for p in relpaths}  # an unexpected answer: one by one
+        header = data[position:end].split()
+        position = end + 1
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            found[path] = data[position:position + size].decode("utf-8", errors="replace")
+            position += size + 1
+        else:  # "<object> missing", or not a file at that path
+            if len(header) == 3:
+                position += int(header[2]) + 1
+            found[path] = None
+    return found

@@ -69,6 +69,19 @@ def test_plan_balances_expected_cost_and_is_deterministic():
     assert plan(costs, 10)[7:] == [[], [], []]  # more shards than templates: some are empty
 
 
+def test_base_versions_in_one_git_process_equal_one_by_one(git_repo, tmp_path):
+    from lpo_ci import vcs
+
+    files = {"prompts/a.j2": "héllo\n{{ x }}\n", "prompts/b b.j2": "", "prompts/sub/c.j2": "x" * 70000}
+    for relpath, text in files.items():
+        (tmp_path / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relpath).write_text(text, encoding="utf-8")
+    rev = git_repo("base")
+    paths = [*files, "prompts/new.j2", "prompts/a.j2"]
+    assert vcs.show_many(tmp_path, rev, paths) == {p: vcs.show(tmp_path, rev, p) for p in paths}
+    assert vcs.show_many(tmp_path, rev, ["prompts/new.j2"]) == {"prompts/new.j2": None}
+
+
 # --------------------------------------------------------------------------
 # end to end: three shards merged equal the unsharded run
 
