@@ -56,6 +56,7 @@ def _eval(args: argparse.Namespace) -> int:
             "samples": args.samples, "seed": args.seed, "concurrency": args.concurrency,
             "api_base": args.api_base, "mode": args.mode})
         session = Session(settings, base_ref=args.base, use_git=not args.no_base)
+        session.expect_calls()
         templates = [read_template(settings, path) for path in paths]
         shard = None
         if args.shard:
@@ -232,6 +233,7 @@ def _optimize(args: argparse.Namespace) -> int:
     try:
         settings, (path,) = _open_project(args, [args.template], {})
         session = Session(settings, base_ref=args.base)
+        session.expect_calls()
         template = read_template(settings, path)
         with progress_bar(template.relpath) as bar:
             report = session.run(template, bar)

@@ -120,6 +120,7 @@ class LpoPlugin:
         from .spec import matches
 
         if matches(self.settings, file_path):
+            self.session.expect_calls()
             return PromptFile.from_parent(parent, path=file_path)
         return None
 

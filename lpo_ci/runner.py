@@ -118,15 +118,19 @@ class Session:
         if str(settings.root) not in sys.path:
             sys.path.insert(0, str(settings.root))  # user scorers are 'module:function' in the project
         self.cache = open_cache(settings.cache_dir, settings.cache_url)
-        if self.cache.is_empty():  # every answer will be a call: import litellm while the run sets up
-            from .llm import start_litellm_import
-
-            start_litellm_import()
         self.baseline = Baseline(settings.baseline)
         self.routers = RouterPool()
         self._base_ref = base_ref
         self._use_git = use_git
         self._base_rev: str | None | bool = False  # False: not resolved yet
+
+    def expect_calls(self) -> None:
+        """A template will be scored: with an empty cache every answer is a call, so start
+        importing litellm now, while collection, git and data loading run."""
+        if self.cache.is_empty():
+            from .llm import start_litellm_import
+
+            start_litellm_import()
 
     @property
     def base_rev(self) -> str | None:

@@ -18,6 +18,8 @@ PROBE = textwrap.dedent("""
     from lpo_ci.spec import load_settings
 
     session = Session(load_settings(Path(sys.argv[1]), {"cache_dir": sys.argv[2]}), use_git=False)
+    assert llm._import_thread is None  # a session alone (pytest --lpo, no template yet) imports nothing
+    session.expect_calls()  # a template was found
     started = llm._import_thread is not None
     if started:
         llm.import_litellm()  # waits for the background import, then finds it done
