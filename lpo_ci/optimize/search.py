@@ -138,7 +138,8 @@ class Search:
         task_client = prepared.client
         self.client = BudgetedClient(task_client.params, cache=task_client.cache,
                                      concurrency=task_client.concurrency, retries=task_client.retries,
-                                     timeout=task_client.timeout, budget=self.budget)
+                                     timeout=task_client.timeout, budget=self.budget,
+                                     router=task_client.router)
         self.optimizer_client = None
         if options.optimizer_model:
             params = ModelParams(model=options.optimizer_model, mode="chat", temperature=0.7,
