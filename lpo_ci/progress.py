@@ -58,8 +58,10 @@ class LineProgress:
             self.refresh()
 
     def text(self) -> str:
-        done = f"{self.n}/{self.total} calls" if self.total else ""
-        return f" [{', '.join(p for p in (self.label, done, f'{time.monotonic() - self.started:.1f} s') if p)}]"
+        parts = [self.label] if self.label else []
+        if self.total:  # counting calls: how many, and for how long
+            parts += [f"{self.n}/{self.total} calls", f"{time.monotonic() - self.started:.1f} s"]
+        return f" [{', '.join(parts)}]" if parts else ""
 
     def refresh(self) -> None:
         self.drawn_at = time.monotonic()

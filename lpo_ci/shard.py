@@ -102,7 +102,9 @@ def assign(session, templates: Iterable[tuple[str, Any]], shard: Shard) -> tuple
 
 
 def shard_note(record: dict[str, Any]) -> str:
-    return (f"shard {record['index']}/{record['count']}: {len(record['templates'])} templates, "
+    from .report import plural
+
+    return (f"shard {record['index']}/{record['count']}: {plural(len(record['templates']), 'template')}, "
             f"{record['cost']} expected calls; join the shards' reports with lpo-ci report merge")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
@@ -37,16 +38,29 @@ def test_demo_catches_the_regression_with_the_local_model(tmp_path, capsys):
     assert "LPO suggested" in out and "; 0 calls, $0.0000)" in out  # the search replays from the cache
 
 
+@pytest.mark.slow
+def test_the_bbh_boolean_demo_catches_its_regression(tmp_path, capsys, monkeypatch, real_data_dir):
+    """Every shipped example with a demo scenario runs (review-sentiment above): the BIG-bench
+    Hard example drops its worked examples, and the gate catches it on the real data."""
+    monkeypatch.setenv("LPO_CI_DATA_DIR", str(real_data_dir))
+    status = main(["demo", "--example", "bbh-boolean", "--keep", str(tmp_path),
+                   "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "prompts/boolean_expressions.j2:1: FAIL: regression" in out
+    assert "The gate caught the regression" in out
+
+
+def test_every_example_with_a_demo_has_a_patch_that_applies(tmp_path):
+    from lpo_ci.demo import available_examples
+
+    for name in available_examples():
+        shutil.copytree(examples_dir() / name, tmp_path / name)
+        subprocess.run(["git", "init", "-q"], cwd=tmp_path / name, check=True)
+        subprocess.run(["git", "apply", "--check", "demo-pr.patch"], cwd=tmp_path / name, check=True)
+
+
 def test_unknown_example_is_a_clear_error(capsys):
     assert main(["demo", "--example", "nope"]) == 2
     err = capsys.readouterr().err
     assert "no demo example named 'nope'" in err and "review-sentiment" in err
-
-
-def test_the_demo_patch_applies_to_its_example(tmp_path):
-    import shutil
-
-    example = examples_dir() / "review-sentiment"
-    shutil.copytree(example, tmp_path / "copy")
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path / "copy", check=True)
-    subprocess.run(["git", "apply", "--check", "demo-pr.patch"], cwd=tmp_path / "copy", check=True)

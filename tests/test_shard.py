@@ -122,7 +122,8 @@ def test_three_shards_merged_equal_the_unsharded_run(pytester, openai_server):
         selected += data["shard"]["templates"]
         outcomes = run.parseoutcomes()
         assert outcomes.get("deselected", 0) == 7 - len(data["shard"]["templates"])
-        run.stdout.fnmatch_lines([f"*shard {k}/3: {len(data['shard']['templates'])} templates*"])
+        count = len(data['shard']['templates'])
+        run.stdout.fnmatch_lines([f"*shard {k}/3: {count} template{'s' * (count != 1)}, *"])
     assert sorted(selected) == sorted(t["template"] for t in report(pytester, "whole.json")["templates"])
     assert openai_server.requests == calls_whole  # no template scored twice, none left out
     # expected cost: samples x 2 when base and head differ -> 80, 60, 60, 40, 25, 15, 10
