@@ -237,33 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def synopsis(parser: argparse.ArgumentParser) -> str:
-    """A subcommand's usage line as the README prints it, generated from its parser
-    (``lpo-ci eval TEMPLATE... [--model MODEL] [--base REF | --no-base] ...``)."""
-    exclusive = {id(a): group for group in parser._mutually_exclusive_groups for a in group._group_actions}
-    parts, done = [parser.prog], set()
-
-    def word(action) -> str:
-        if not action.option_strings:
-            name = action.metavar or action.dest.upper()
-            return f"{name}..." if action.nargs in ("+", "*") else name
-        flag = action.option_strings[-1] if action.option_strings[-1].startswith("--") else action.option_strings[0]
-        if action.nargs == 0:
-            return flag
-        value = action.metavar or ("|".join(action.choices) if action.choices else action.dest.upper())
-        return f"{flag} {value}"
-
-    for action in parser._actions:
-        if isinstance(action, argparse._HelpAction) or id(action) in done:
-            continue
-        group = exclusive.get(id(action))
-        members = group._group_actions if group is not None else [action]
-        done.update(id(a) for a in members)
-        text = " | ".join(word(a) for a in members)
-        parts.append(text if (action.required or not action.option_strings) else f"[{text}]")
-    return " ".join(parts)
-
-
 def _report_merge(args: argparse.Namespace) -> int:
     from .errors import LpoError
     from .report import terminal_summary, write_json

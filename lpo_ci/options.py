@@ -70,18 +70,14 @@ def misread_values(config, flags: list[str]) -> str | None:
             return None
     elif intended == actual:
         return None  # harmless here: the value is inside the project
-    first = spaced[0]
+    _, _, flag, value = spaced[0]
+    message = (f"{flag} {value}: pytest read '{value}' as a test path before lpo-ci's options were known, "
+               f"and took its rootdir ({actual[0]}) and configuration ({actual[1] or 'none'}) from there"
+               + (f" instead of {intended[0]}" if intended else ""))
     fixed = list(command)
     for where, i, flag, value in reversed(spaced):
         if where == "command":
             fixed[i:i + 2] = [f"{flag}={value}"]
-    lines = [f"{first[2]} {first[3]}: pytest read '{first[3]}' as a test path before lpo-ci's options "
-             f"were known, and took its rootdir ({actual[0]}) and configuration "
-             f"({actual[1] or 'none'}) from there"
-             + (f" instead of {intended[0]}" if intended else "")]
-    fixes = []
-    if any(where == "command" for where, *_ in spaced):
-        fixes.append("pytest " + shlex.join(fixed))
+    fixes = ["pytest " + shlex.join(fixed)] if any(where == "command" for where, *_ in spaced) else []
     fixes += [f"in PYTEST_ADDOPTS, {flag}={value}" for where, _, flag, value in spaced if where == "PYTEST_ADDOPTS"]
-    hint = "write the option and its value as one argument, with '=': " + "; ".join(fixes)
-    return "\n".join(lines) + f"\n  hint: {hint}"
+    return f"{message}\n  hint: write the option and its value as one argument, with '=': {'; '.join(fixes)}"
