@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from pathlib import Path
 
 from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE, exit_status
+from .progress import progress_bar
 
 
 def _project_root(start: Path) -> Path:
@@ -17,18 +16,6 @@ def _project_root(start: Path) -> Path:
         if (folder / "pyproject.toml").is_file() or (folder / ".git").exists():
             return folder
     return start
-
-
-@contextlib.contextmanager
-def progress_bar(label: str):
-    """A progress bar on an interactive terminal; None (no output) in CI logs and pipes."""
-    if not sys.stderr.isatty() or os.environ.get("CI"):
-        yield None
-        return
-    from tqdm import tqdm
-
-    with tqdm(desc=label, unit="call", leave=False, dynamic_ncols=True) as bar:
-        yield bar
 
 
 def check_template_path(path: Path) -> None:

@@ -132,11 +132,7 @@ class Session:
 
     def __init__(self, settings: Settings, *, base_ref: str | None = None, use_git: bool = True,
                  base_option: str = "--lpo-base"):
-        import sys
-
         self.settings = settings
-        if str(settings.root) not in sys.path:
-            sys.path.insert(0, str(settings.root))  # user scorers are 'module:function' in the project
         self.cache = ResponseCache(settings.cache_dir)
         self.baseline = Baseline(settings.baseline)
         self._base_ref = base_ref
@@ -238,8 +234,7 @@ class Session:
                 base_source = renamed_from = None
             else:  # rendering is the head's data: a base it cannot render cannot be compared with
                 base_prompts = [base_template.render(e.variables) for e in prepared.examples]
-        rules = GateRules(tolerance=spec.tolerance, alpha=spec.alpha, min_accuracy=spec.min_accuracy,
-                          max_error_rate=spec.max_error_rate)
+        rules = GateRules.from_spec(spec)
         report = ItemReport(template=template.relpath, line=template.spec_line, data=data_label(spec),
                             model=prepared.client.params.model, verdict=Verdict(ERROR, "", "none"),
                             base_rev=self.base_rev, prepared=prepared, base_source=base_source,

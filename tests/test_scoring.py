@@ -22,6 +22,7 @@ from lpo_ci.scoring import (
     normalize_number,
     score_response,
 )
+from lpo_ci.scoring import _UserScorer
 from lpo_ci.scoring.answers import Kind, answer_kind
 from lpo_ci.scoring.numbers import find_numbers, parse_number
 from lpo_ci.scoring.options import parse_options
@@ -400,6 +401,44 @@ def test_user_module_that_fails_to_import(tmp_path, monkeypatch):
             get_scorer("broken_scorer:fn", path="t.yaml", line=1)
     finally:
         sys.modules.pop("broken_scorer", None)
+
+
+def test_user_scorer_is_imported_from_the_project_root_without_changing_sys_path(tmp_path):
+    (tmp_path / "project_helpers.py").write_text("def last_word(text):\n    return text.split()[-1]\n")
+    (tmp_path / "project_scorers.py").write_text(
+        "from project_helpers import last_word\n\n"
+        "def check(response, target):\n    return last_word(response) == target, last_word(response)\n")
+    before = list(sys.path)
+    try:
+        scorer = get_scorer("project_scorers:check", root=tmp_path)
+        assert sys.path == before
+        assert scorer("so it is Paris", "Paris") == Score(Outcome.CORRECT, "Paris")
+        with pytest.raises(SpecError, match="cannot import module 'no_such_project_module'"):
+            get_scorer("no_such_project_module:fn", root=tmp_path)
+        assert sys.path == before  # restored after a failed import too
+    finally:
+        for name in ("project_scorers", "project_helpers"):
+            sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("returned", [
+    "(True, 'a', 'b')", "('yes', 'a')", "(1, 'a')", "None", "1", "[True, 'a']", "()", "(True,)"])
+def test_user_scorer_malformed_returns_are_errors(tmp_path, returned):
+    (tmp_path / "malformed_scorer.py").write_text(f"def fn(response, target):\n    return {returned}\n")
+    try:
+        scorer = get_scorer("malformed_scorer:fn", root=tmp_path, path="p.j2", line=3)
+        with pytest.raises(EvaluationError) as info:
+            scorer("text", "t")
+        assert "expected a bool, a Score or a (bool, extracted) tuple" in str(info.value)
+        assert (info.value.path, info.value.line) == ("p.j2", 3) and info.value.hint
+    finally:
+        sys.modules.pop("malformed_scorer", None)
+
+
+def test_user_scorer_tuple_with_no_extracted_answer():
+    scorer = _UserScorer("m:f", lambda response, target: (False, None))
+    assert scorer("x", "t") == Score(Outcome.WRONG, None)
+    assert _UserScorer("m:f", lambda response, target: (True, 12))("x", "t") == Score(Outcome.CORRECT, "12")
 
 
 # ---------------------------------------------------------------------------
