@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                     "warm_hits": warm.usage.get("cache_hits"),
                 })
 
-            def med(key):
+            def med(key, samples=samples):
                 values = [s[key] for s in samples if s[key] is not None]
                 return statistics.median(values) if values else None
 

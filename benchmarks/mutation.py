@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -357,7 +357,7 @@ def main() -> int:
         started = time.perf_counter()
         done_count = 0
         with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-            for mutant in pool.map(run, plan):
+            for _ in pool.map(run, plan):
                 done_count += 1
                 if done_count % 25 == 0:
                     print(f"  {done_count}/{len(plan)} mutants, {time.perf_counter() - started:.0f} s",

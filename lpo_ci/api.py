@@ -24,8 +24,9 @@ from .gate import GateRules, Verdict, decide
 if TYPE_CHECKING:
     from .evaluate import EvalResult
     from .optimize import OptimizationResult, OptimizeOptions
-    from .runner import ItemReport
+    from .runner import ItemReport, Session
     from .scoring import Outcome
+    from .spec import TemplateFile
 
 T = TypeVar("T")
 StrPath = str | os.PathLike[str]
@@ -52,6 +53,16 @@ async def evaluate_template_async(template: StrPath, *, root: StrPath | None = N
     ref; by default found as the plugin finds it), else the stored baseline; with
     ``use_git=False`` only the stored baseline. Bad input raises ``LpoError``.
     """
+    session, template_file = _open(template, root, base, use_git, settings)
+    try:
+        return await session.run_async(template_file)
+    finally:
+        session.cache.close()
+
+
+def _open(template: StrPath, root: StrPath | None, base: str | None, use_git: bool,
+          settings: Mapping[str, Any] | None) -> tuple[Session, TemplateFile]:
+    """The run's session and the template read with its spec (reading files: not async)."""
     from .cli import _project_root
     from .runner import Session
     from .spec import load_settings, read_template
@@ -61,11 +72,7 @@ async def evaluate_template_async(template: StrPath, *, root: StrPath | None = N
         raise SpecError(f"{template}: no such template file", hint="give the path of a prompt template")
     project = Path(root).resolve() if root is not None else _project_root(path.parent)
     loaded = load_settings(project, dict(settings or {}))
-    session = Session(loaded, base_ref=base, use_git=use_git, base_option="base")
-    try:
-        return await session.run_async(read_template(loaded, path))
-    finally:
-        session.cache.close()
+    return Session(loaded, base_ref=base, use_git=use_git, base_option="base"), read_template(loaded, path)
 
 
 def evaluate_template(template: StrPath, *, root: StrPath | None = None, base: str | None = None,
@@ -111,7 +118,7 @@ def write_report(path: StrPath, items: Iterable[ItemReport | Mapping[str, Any]],
     from .report import build_report, write_json
 
     entries = [dict(item) if isinstance(item, Mapping) else item.to_dict() for item in items]
-    return write_json(path, build_report(entries, root=Path(root) if root is not None else None))
+    return write_json(Path(path), build_report(entries, root=Path(root) if root is not None else None))
 
 
 def read_report(path: StrPath) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def decide(head: EvalResult, reference: dict[str, Outcome] | None, reference_kin
     reasons = []
     if verdict.delta is not None and -verdict.delta > rules.tolerance:
         drop = f"accuracy dropped {-verdict.delta:.1%} (tolerance {rules.tolerance:.1%}), p = {verdict.p_value:.3g}"
-        if verdict.p_value < rules.alpha:
+        if verdict.p_value is not None and verdict.p_value < rules.alpha:
             verdict.status = FAIL
             reasons.append(f"regression: {drop} < alpha {rules.alpha}")
         else:

@@ -89,12 +89,15 @@ def test_ci_workflow_runs_what_ci_run_runs():
     ci = load(REPO / ".github" / "workflows" / "ci.yml")
     script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     runs = [step.get("run", "") for job in ci["jobs"].values() for step in job["steps"]]
-    assert "bash .ci/run" in runs
-    assert {"ruff check", "mypy"} <= set(runs)
-    assert re.search(r"^ruff check$", script, re.M) and re.search(r"^mypy$", script, re.M), script
+    assert "bash .ci/run" in runs and "bash .ci/lint" in runs
+    assert re.search(r"^bash \.ci/lint$", script, re.M), script
+    lint = (REPO / ".ci" / "lint").read_text(encoding="utf-8")
+    assert re.search(r"^ruff check$", lint, re.M) and re.search(r"^mypy$", lint, re.M)
+    assert re.search(r"^mypy --strict ", lint, re.M)
     pythons = ci["jobs"]["tests"]["strategy"]["matrix"]["python"]
     classifiers = load_pyproject()["project"]["classifiers"]
-    supported = [c.rsplit(" ", 1)[1] for c in classifiers if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
+    version = re.compile(r"Programming Language :: Python :: (3\.\d+)")
+    supported = [m[1] for m in map(version.fullmatch, classifiers) if m]
     assert pythons == supported
 
 

@@ -128,8 +128,8 @@ def write_project(root: Path, wording: str, api_base: str) -> Path:
                                      "    return word == target, word\n", encoding="utf-8")
     template = root / "prompts" / "bool.j2"
     template.parent.mkdir(parents=True, exist_ok=True)
-    template.write_text(SPEC.replace("#}", "  scorer: scorers:last_word\n#}") + f"{wording}.\n\nQ: {{{{ input }}}}\nA:\n",
-                        encoding="utf-8")
+    spec = SPEC.replace("#}", "  scorer: scorers:last_word\n#}")
+    template.write_text(spec + f"{wording}.\n\nQ: {{{{ input }}}}\nA:\n", encoding="utf-8")
     return template
 
 

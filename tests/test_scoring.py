@@ -15,7 +15,6 @@ import pytest
 
 from lpo_ci.errors import EvaluationError, LpoError, SpecError
 from lpo_ci.scoring import (
-    SCORER_VERSION,
     Outcome,
     Score,
     get_scorer,

@@ -285,16 +285,16 @@ class _UserScorer:
 def _importable_from(root: Any) -> Iterator[None]:
     """The project root on ``sys.path`` for the length of one import, then as it was:
     a user scorer is found in the project without changing the process's import path."""
-    entry = None if root is None else str(root)
-    added = entry is not None and entry not in sys.path
-    if added:
-        sys.path.insert(0, entry)
+    if root is None or str(root) in sys.path:
+        yield
+        return
+    entry = str(root)
+    sys.path.insert(0, entry)
     try:
         yield
     finally:
-        if added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(entry)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
 
 
 def _load_user_scorer(name: str, path, line, root: Any = None) -> _UserScorer:
