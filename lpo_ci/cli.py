@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE, exit_status
 from .progress import progress_bar
@@ -64,6 +65,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .errors import LpoError
     from .report import build_report, check_output, terminal_summary, write_json
     from .runner import Session, failure_text
+    from .shard import Shard, assign, shard_note
     from .spec import read_template
 
     try:
@@ -75,17 +77,32 @@ def _eval(args: argparse.Namespace) -> int:
         from .history.hook import install
 
         install(session, fresh=args.fresh)
+        session.expect_calls()
+        shard_plan = Shard.parse(args.shard, "--shard") if args.shard else None
     except LpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.report and not Path(args.report).is_dir():
             write_json(args.report, build_report([], extra={"error": str(exc)}))
         return EXIT_USAGE
     items, worst = [], EXIT_OK
+    read: list[tuple[Path, Any, BaseException | None]] = []  # (path, template, why it is unreadable)
     for path in paths:
-        template = None
         try:
             check_template_path(path)
-            template = read_template(settings, path)
+            read.append((path, read_template(settings, path), None))
+        except Exception as exc:  # noqa: BLE001 - one template's failure never stops the others
+            read.append((path, None, exc))
+    shard = None
+    if shard_plan is not None:
+        mine, record = assign(session, [(t.relpath if t else _display_path(p, settings.root), t)
+                                        for p, t, _ in read], shard_plan)
+        read = [(p, t, e) for p, t, e in read if (t.relpath if t else _display_path(p, settings.root)) in mine]
+        shard = {"shard": record}
+        print(shard_note(record), file=sys.stderr)
+    for path, template, problem in read:
+        try:
+            if problem is not None:
+                raise problem
             with progress_bar(template.relpath) as bar:
                 result = session.run(template, bar)
         except Exception as exc:  # noqa: BLE001 - one template's failure never stops the others
@@ -102,7 +119,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.report:
         write_json(args.report, build_report(items, base_rev=session.base_rev, root=settings.root,
                                              reference=session.reference(),
-                                             extra={"warnings": session.warnings()}))
+                                             extra={"warnings": session.warnings(), **(shard or {})}))
     return worst
 
 
@@ -131,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", help="local mirror of the benchmark data")
     ev.add_argument("--root", help="project root (default: nearest folder with pyproject.toml)")
     ev.add_argument("--fresh", action="store_true", help="ask the model again instead of reading the cache")
+    ev.add_argument("--shard", metavar="K/N", help="score only shard K of N of the templates given "
+                                                   "(split by expected cost); join with lpo-ci report merge")
     ev.set_defaults(handler=_eval)
     op = commands.add_parser("optimize", help="search for a small edit that raises a template's accuracy",
                              description="Bounded Local Prompt Optimization: scores the template (and its base "
@@ -163,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", help="build the repository in this folder and keep it")
     demo.add_argument("--cache-dir", help="response cache directory (default: ~/.cache/lpo-ci/demo-responses)")
     demo.set_defaults(handler=_demo)
+    report = commands.add_parser("report", help="work with JSON reports").add_subparsers(
+        dest="report_command", required=True)
+    merge = report.add_parser(
+        "merge", help="join the reports of shards 1..N of one run into one report",
+        description="Checks that the reports come from one run (same commits, lpo-ci version, shard count "
+                    "and plan) and that every shard is there exactly once. Exit status: the merged "
+                    "verdict, 0 pass, 1 regression, 3 evaluation error (or a shard's pytest run that failed "
+                    "outside the verdicts, e.g. a collection error); 2 when the reports cannot be merged.")
+    merge.add_argument("reports", nargs="+", help="shard reports (--lpo-report of each --lpo-shard job)")
+    merge.add_argument("-o", "--output", required=True, help="write the merged report to this file")
+    merge.set_defaults(handler=_report_merge)
     github = commands.add_parser("github", help="publish a report on GitHub").add_subparsers(
         dest="github_command", required=True)
     pub = github.add_parser(
@@ -193,6 +223,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_history_parser(commands)
     return parser
+
+
+def _report_merge(args: argparse.Namespace) -> int:
+    from .errors import LpoError
+    from .report import terminal_summary, write_json
+    from .shard import merge_reports, troubled_shards
+
+    try:
+        merged = merge_reports(args.reports)
+    except LpoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    write_json(args.output, merged)
+    if merged["templates"]:
+        print(terminal_summary(merged["templates"]), end="")
+    print(f"merged {len(args.reports)} shard reports into {args.output}")
+    troubles = troubled_shards(args.reports)
+    for trouble in troubles:
+        print(f"error: {trouble}", file=sys.stderr)
+    summary = merged["summary"]
+    return EXIT_FAIL if summary["failed"] else EXIT_ERROR if summary["errors"] or troubles else EXIT_OK
 
 
 def _github_publish(args: argparse.Namespace) -> int:
@@ -231,6 +282,7 @@ def _optimize(args: argparse.Namespace) -> int:
         check_output(args.patch, "--patch")
         settings, (path,) = _open_project(args, [args.template], {})
         session = Session(settings, base_ref=args.base, base_option="--base")
+        session.expect_calls()
     except LpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

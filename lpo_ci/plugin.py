@@ -58,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lpo-fresh", action="store_true", default=False,
                     help="ask the model again instead of reading the response cache (new answers are "
                          "cached); an unchanged template that drops against its last record fails as model drift")
+    group.addoption("--lpo-shard", metavar="K/N",
+                    help="score only shard K of N (a CI matrix job): templates split by expected cost; "
+                         "join the reports with lpo-ci report merge")
 
 
 def _wants_lpo(config: pytest.Config) -> bool:
@@ -111,6 +114,16 @@ class LpoPlugin:
 
         install(self.session, branch=config.getoption("lpo_history_branch"), fresh=config.getoption("lpo_fresh"))
         self.history_notes: list[str] = []
+        self.shard = None
+        self.shard_record: dict | None = None  # what this shard scored, for its report
+        if config.getoption("lpo_shard"):
+            from .errors import SpecError
+            from .shard import Shard
+
+            self.shard = Shard.parse(config.getoption("lpo_shard"))
+            if self.update_baseline:
+                raise SpecError("--lpo-update-baseline cannot be sharded: each shard would write part "
+                                "of the baseline", hint="update the baseline in one unsharded run")
 
     @property
     def is_controller(self) -> bool:
@@ -140,7 +153,30 @@ class LpoPlugin:
         if real in self.collected:
             return None
         self.collected.add(real)
+        self.session.expect_calls()
         return PromptFile.from_parent(parent, path=file_path)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """With --lpo-shard, keep this shard's templates (after -k and the like have chosen)."""
+        if self.shard is None:
+            return
+        from .shard import assign
+
+        prompts = [item for item in items if isinstance(item, PromptItem)]
+        mine, self.shard_record = assign(self.session, [(item.relpath, item.template) for item in prompts],
+                                         self.shard)
+        dropped = [item for item in prompts if item.relpath not in mine]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if not (isinstance(item, PromptItem) and item.relpath not in mine)]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        """pytest-xdist: the controller learns the shard plan from a worker (each computes the same)."""
+        record = getattr(node, "workeroutput", {}).get("lpo_ci_shard")
+        if record is not None and self.shard_record is None:
+            self.shard_record = record
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -165,8 +201,10 @@ class LpoPlugin:
             if key == REPORT_KEY:
                 self.results[value["template"]] = value
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.is_controller:
+            if self.shard_record is not None:
+                self.config.workeroutput["lpo_ci_shard"] = self.shard_record
             return
         from .report import build_report, write_json
 
@@ -186,11 +224,18 @@ class LpoPlugin:
             baseline.save()
         path = self.config.getoption("lpo_report")
         if path:
+            shard = None
+            if self.shard:
+                from .shard import assign
+
+                record = self.shard_record or assign(self.session, [], self.shard)[1]  # none collected
+                # the merge job cannot see this job's status: a collection error must reach it
+                shard = {"shard": {**record, "pytest_exit_status": int(exitstatus)}}
             write_json(Path(self.config.invocation_params.dir) / path,
                        build_report(items, base_rev=self.session.base_rev if items else None,
                                     root=self.settings.root,
                                     reference=self.session.reference() if items else None,
-                                    extra={"warnings": self.session.warnings()}))
+                                    extra={"warnings": self.session.warnings(), **(shard or {})}))
         if self.config.getoption("lpo_history"):
             from .history.hook import record_items
 
@@ -204,6 +249,10 @@ class LpoPlugin:
         notes = self.session.notes() + self.history_notes
         if self.update_baseline and self.settings.baseline:
             notes.append(f"baseline written to {self.settings.baseline}")
+        if self.shard_record is not None:
+            from .shard import shard_note
+
+            notes.append(shard_note(self.shard_record))
         terminalreporter.write_sep("=", "lpo-ci summary")
         terminalreporter.write_line(terminal_summary(list(self.results.values()), notes).rstrip("\n"))
 

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from . import reference, vcs
 from .baseline import Baseline
 from .breaker import CircuitBreaker
-from .cache import ResponseCache
+from .cache import open_cache
 from .errors import EvaluationError, SpecError
 from .evaluate import EvalResult, evaluate
 from .gate import ERROR, NO_REFERENCE, GateRules, Verdict, decide
 from .llm import ModelClient, ModelParams, Usage
 from .render import compile_template, distinct_prompts
+from .router import RouterPool, route
 from .spec import Settings, TemplateFile, TestSpec
 
 if TYPE_CHECKING:
@@ -137,8 +138,9 @@ class Session:
     def __init__(self, settings: Settings, *, base_ref: str | None = None, use_git: bool = True,
                  base_option: str = "--lpo-base"):
         self.settings = settings
-        self.cache = ResponseCache(settings.cache_dir)
+        self.cache = open_cache(settings.cache_dir, settings.cache_url)
         self.baseline = Baseline(settings.baseline)
+        self.routers = RouterPool()
         self._base_ref = base_ref
         self._use_git = use_git
         self._base_option = base_option
@@ -154,6 +156,14 @@ class Session:
             self._base = (vcs.resolve_base(self.settings.root, self._base_ref, option=self._base_option)
                           if self._use_git else vcs.BaseRef(None, how="--no-base given"))
         return self._base
+
+    def expect_calls(self) -> None:
+        """A template will be scored: with an empty cache every answer is a call, so start
+        importing litellm now, while collection, git and data loading run."""
+        if self.cache.is_empty():
+            from .llm import start_litellm_import
+
+            start_litellm_import()
 
     @property
     def base_rev(self) -> str | None:
@@ -201,11 +211,14 @@ class Session:
         scorer: Any = build_scorer(spec, scorer_name, self.settings, self.cache)  # has .name and .version
         stop = request_stops(spec.mode, spec.stop, [template.source, *filter(None, [base_source])],
                              examples[0].variables if examples else None)
-        params = ModelParams(model=resolve_model(spec), mode=spec.mode, temperature=spec.temperature,
-                             max_tokens=spec.max_tokens, stop=stop, api_base=spec.api_base, seed=spec.seed)
+        routed = route(spec, self.settings.root, self.routers)  # (model name, litellm Router) or None
+        params = ModelParams(model=routed[0] if routed else resolve_model(spec), mode=spec.mode,
+                             temperature=spec.temperature, max_tokens=spec.max_tokens, stop=stop,
+                             api_base=spec.api_base, seed=spec.seed)
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
                              retries=self.settings.retries, timeout=spec.timeout, fresh=self.fresh,
-                             breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()))
+                             breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()),
+                             router=routed[1] if routed else None)
         # Stops derived from the template belong to the template under test, not to the setup;
         # the scorer's version does: outcomes made under other extraction rules do not compare.
         setup = {**params.request(""), "stop": list(spec.stop) if spec.stop else None}

@@ -68,6 +68,10 @@ def _stop(value: Any) -> bool:
         isinstance(value, list) and all(isinstance(v, str) for v in value))
 
 
+def _is_cache_url(value: str) -> bool:
+    return value.split("://", 1)[0] in ("redis", "rediss", "unix") and "://" in value
+
+
 def _anything(value: Any) -> bool:
     return True
 
@@ -96,6 +100,8 @@ TEMPLATE_KEYS: dict[str, tuple[Any, str]] = {
     "timeout": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
     "drift_window": (_positive_int, "a positive integer (records of the base branch's history)"),
     "drift_tolerance": (_share, "a number between 0 and 1"),
+    "router": (lambda v: (_string(v) or isinstance(v, dict)),
+               "a YAML file (litellm proxy config layout) or a table with a litellm Router model_list"),
 }
 
 MAX_RETRIES = 10  # with backoff capped at 30 s, more would turn an outage into a hang
@@ -107,6 +113,8 @@ PROJECT_KEYS: dict[str, tuple[Any, str]] = {
     "concurrency": (_positive_int, "a positive integer"),
     "retries": (lambda v: _integer(v) and 0 <= v <= MAX_RETRIES, f"an integer from 0 to {MAX_RETRIES}"),
     "cache_dir": (_string, "a directory path"),
+    "cache_url": (lambda v: _string(v) and _is_cache_url(v),
+                  "a Redis URL such as redis://host:6379/0 (rediss:// for TLS, unix:// for a socket)"),
     "baseline": (_string, "a file path"),
     "data_dir": (_string, "a directory laid out like the benchmark mirror"),
     "templates": (lambda v: isinstance(v, dict), "a table of template path -> spec"),
@@ -141,6 +149,7 @@ class TestSpec:
     timeout: float = 120.0
     drift_window: int | None = None  # compare with the best of the last N history records
     drift_tolerance: float | None = None  # cumulative drop allowed (default: tolerance)
+    router: Any = None  # see lpo_ci.router
     # Where each key was set, for error messages: key -> (file, line).
     origins: dict[str, tuple[str, int | None]] = field(default_factory=dict, compare=False)
 
@@ -160,6 +169,7 @@ class Settings:
     concurrency: int = 8
     retries: int = 4
     cache_dir: Path | None = None
+    cache_url: str | None = None  # a shared Redis response cache; cache_dir is then its fallback
     baseline: Path | None = None
     data_dir: Path | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -302,6 +312,10 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
     import os
     data_dir = project.get("data_dir") or os.environ.get("LPO_CI_DATA_DIR")
     cache_dir = project.get("cache_dir") or os.environ.get("LPO_CI_CACHE_DIR") or ".lpo-ci/cache"
+    cache_url = project.get("cache_url") or os.environ.get("LPO_CI_CACHE_URL")
+    if cache_url and not _is_cache_url(cache_url):
+        raise SpecError(f"LPO_CI_CACHE_URL must be {PROJECT_KEYS['cache_url'][1]}, got {cache_url!r}",
+                        hint="fix or unset LPO_CI_CACHE_URL")
     templates = project.get("templates", {})
     for rel, spec in templates.items():
         if not isinstance(spec, dict):
@@ -315,6 +329,7 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
         concurrency=project.get("concurrency", 8),
         retries=project.get("retries", 4),
         cache_dir=(root / cache_dir) if cache_dir else None,
+        cache_url=cache_url or None,
         baseline=path_setting("baseline", ".lpo-ci/baseline.json"),
         data_dir=(root / data_dir) if data_dir else None,
         defaults=defaults,

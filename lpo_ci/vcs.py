@@ -217,3 +217,41 @@ def renamed_from(root: Path, rev: str, path: str) -> str | None:
         else:
             i += 2
     return None
+
+
+def head_rev(root: Path) -> str | None:
+    """The checked-out commit, or None outside a git repository (or before the first commit)."""
+    try:
+        result = _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    except FileNotFoundError:
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def show_many(root: Path, rev: str, paths: list[str]) -> dict[str, str | None]:
+    """``show`` for many files (``repo_path`` names) in one git process (``cat-file --batch``),
+    not one process each; checkout filters apply as in ``show``."""
+    if not paths:
+        return {}
+    if any("\n" in path for path in paths):  # the batch protocol is line-based
+        return {path: show(root, rev, path) for path in paths}
+    request = "".join(f"{rev}:{path}\n" for path in paths).encode("utf-8")
+    result = subprocess.run(["git", "-C", str(root), "cat-file", "--batch", "--filters"], input=request,
+                            capture_output=True, env=_environment())
+    found: dict[str, str | None] = {}
+    data, position = result.stdout, 0
+    for path in paths:
+        end = data.find(b"\n", position)
+        if result.returncode != 0 or end < 0:
+            return {p: show(root, rev, p) for p in paths}  # an unexpected answer: one by one
+        header = data[position:end].split()
+        position = end + 1
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            found[path] = data[position:position + size].decode("utf-8", errors="replace")
+            position += size + 1
+        else:  # "<object> missing", or not a file at that path
+            if len(header) == 3:
+                position += int(header[2]) + 1
+            found[path] = None
+    return found

@@ -59,7 +59,7 @@ def _preload_heavy_modules():
 @pytest.fixture(autouse=True)
 def _hermetic_env(monkeypatch, pytester, data_dir):
     """No CI or provider settings from the outer environment leak into the runs."""
-    for name in ("GITHUB_BASE_REF", "LPO_CI_CACHE_DIR", "LPO_CI_API_KEY", "OPENAI_API_KEY",
+    for name in ("GITHUB_BASE_REF", "LPO_CI_CACHE_DIR", "LPO_CI_CACHE_URL", "LPO_CI_API_KEY", "OPENAI_API_KEY",
                  "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS"):
         monkeypatch.delenv(name, raising=False)
     # Never let a parent directory's repository stand in for "no git".

@@ -41,7 +41,8 @@ class OptimizeOptions:
     alpha: float = 0.05
     seed: int = 0
     proposers: tuple[str, ...] | None = None  # default: operators, plus LLM styles with an optimizer model
-    mark_sources: tuple[str, ...] | None = None  # default: diff (with a base), llm (with an optimizer model), else ablation
+    # default: diff (with a base), llm (with an optimizer model), else ablation
+    mark_sources: tuple[str, ...] | None = None
     optimizer_model: str | None = None
     budget: Budget = field(default_factory=Budget)
 
@@ -134,7 +135,8 @@ class Search:
         task_client = prepared.client
         self.client = BudgetedClient(task_client.params, cache=task_client.cache,
                                      concurrency=task_client.concurrency, retries=task_client.retries,
-                                     timeout=task_client.timeout, budget=self.budget)
+                                     timeout=task_client.timeout, budget=self.budget,
+                                     router=task_client.router)
         self.optimizer_client = None
         if options.optimizer_model:
             params = ModelParams(model=options.optimizer_model, mode="chat", temperature=0.7,
