@@ -174,10 +174,10 @@ class ResponseCache(CacheBackend):
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
+            # timeout: a worker waits up to a minute for another's write (SQLite's busy_timeout)
             db = sqlite3.connect(self._file, timeout=60, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=60000")
             self._local.db = db
         return db
 

@@ -9,9 +9,16 @@ from dataclasses import dataclass
 
 import pytest
 
+from lpo_ci import llm
 from lpo_ci.cache import ResponseCache
 from lpo_ci.llm import Completion, ModelClient, ModelParams
 from lpo_ci.optimize.budget import BUDGET_EXHAUSTED, Budget, BudgetedClient
+
+
+@pytest.fixture(autouse=True)
+def no_litellm(monkeypatch):
+    """These clients never reach litellm: its background import (seconds) is not started."""
+    monkeypatch.setattr(llm, "start_litellm_import", lambda: None)
 
 
 def test_defaults_are_300_calls_and_nothing_else():
