@@ -29,6 +29,7 @@ import ast
 import concurrent.futures
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -316,6 +317,7 @@ def main() -> int:
         print(f"{len(plan)} mutants")
         return 0
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped: the scratch copies are removed
     scratch = Path(tempfile.mkdtemp(prefix="lpo-ci-mutation-"))
     workspaces: list[Workspace] = []
     free: list[Workspace] = []
@@ -357,8 +359,11 @@ def main() -> int:
         started = time.perf_counter()
         done_count = 0
         with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-            for _ in pool.map(run, plan):
+            for mutant in pool.map(run, plan):
                 done_count += 1
+                if mutant.outcome == "survived" and args.survivors:  # as found, for a long run
+                    print(f"  survived: {mutant.path}:{mutant.line}: #{mutant.index} {mutant.description}",
+                          file=sys.stderr)
                 if done_count % 25 == 0:
                     print(f"  {done_count}/{len(plan)} mutants, {time.perf_counter() - started:.0f} s",
                           file=sys.stderr)

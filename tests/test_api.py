@@ -152,8 +152,14 @@ def test_evaluate_and_suggest_fix_inside_a_running_event_loop(tmp_path, openai_s
     assert again.usage.cache_hits == 20  # the second run read the cache the first wrote
     assert report.to_dict()["scorer"]["name"] == "scorers:last_word"
 
-    result = lpo_ci.suggest_fix(report, lpo_ci.OptimizeOptions(mode="global", budget=lpo_ci.Budget(calls=40)))
-    assert result.status in ("suggested", "no_suggestion") and result.to_dict()["budget"]["limits"]["calls"] == 40
+    result = lpo_ci.suggest_fix(report, lpo_ci.OptimizeOptions(mode="global", budget=lpo_ci.Budget(calls=200)))
+    data = result.to_dict()
+    assert result.status in ("suggested", "no_suggestion") and data["budget"]["limits"]["calls"] == 200
+    assert data["budget"]["spent"]["calls"] <= 200
+    # the budget is announced before the search, with the calls kept for the held-out check
+    reserved = data["budget"]["reserved_for_heldout"]
+    assert reserved > 0 and "budget 200 calls" in result.announcement
+    assert f"{reserved} of them kept for" in result.announcement
 
 
 def test_evaluate_template_errors_name_the_input(tmp_path):
