@@ -221,22 +221,21 @@ def _source_digest(fn: Callable) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
-def _takes_example(fn: Callable) -> bool:
-    """Whether ``fn`` accepts a third argument (or ``example=``)."""
+def _takes_example(fn: Callable) -> str | None:
+    """How ``fn`` takes the example: as its third argument ("positional"), only as
+    ``example=`` ("keyword"), or not at all (None)."""
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        return False
-    try:
-        signature.bind("response", "target", None)
-        return True
-    except TypeError:
-        pass
-    try:
-        signature.bind("response", "target", example=None)
-        return True
-    except TypeError:
-        return False
+        return None
+    for how, args, kwargs in (("positional", ("response", "target", None), {}),
+                              ("keyword", ("response", "target"), {"example": None})):
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError:
+            continue
+        return how
+    return None
 
 
 @dataclass(frozen=True)
@@ -248,12 +247,14 @@ class _UserScorer:
     fn: Callable[..., object]
     path: str | None = None
     line: int | None = None
-    with_example: bool = False
+    with_example: str | None = None  # "positional", "keyword" (example=...), or None
     version: str = "user"
 
     def __call__(self, response: str, target: str, example: Any = None) -> Score:
         try:
-            if self.with_example:
+            if self.with_example == "keyword":
+                result = self.fn(response, target, example=example)
+            elif self.with_example:
                 result = self.fn(response, target, example)
             else:
                 result = self.fn(response, target)
