@@ -606,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
                     "warm_hits": warm.usage.get("cache_hits"),
                 })
             for label, runs in samples.items():
-                def med(key):
+                def med(key, runs=runs):
                     values = [s[key] for s in runs if s[key] is not None]
                     return statistics.median(values) if values else None
 

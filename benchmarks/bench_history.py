@@ -60,7 +60,8 @@ def make_repository(root: Path, templates: int, commits: int, hours_apart: float
     stream = []
     for index in range(commits):
         message = f"Change number {index}".encode()
-        stream.append(f"commit refs/heads/main\ncommitter b <b@example.com> {1_767_225_600 + int(3600 * hours_apart * index)} +0000\n"
+        stamp = 1_767_225_600 + int(3600 * hours_apart * index)
+        stream.append(f"commit refs/heads/main\ncommitter b <b@example.com> {stamp} +0000\n"
                       f"data {len(message)}\n".encode() + message + b"\n")
         files = {"log.txt": f"{index}\n"}
         if index == 0:

@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             compare(f"pytest -q ({args.tests} trivial tests)", run, [*run, "-p", "no:lpo_ci"],
                     suite, args.runs, env),
         ]
-        context = compare(f"  context: same suite with --lpo", [*run, "--lpo"], [*run, "-p", "no:lpo_ci"],
+        context = compare("  context: same suite with --lpo", [*run, "--lpo"], [*run, "-p", "no:lpo_ci"],
                           suite, args.runs, env)
         rows = []
         for r in (*results, context):

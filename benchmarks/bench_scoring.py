@@ -461,7 +461,8 @@ def main() -> int:
     items += local
     if args.show_local:
         for item in local:
-            print(f"--- {item.task} [{item.shape}] target {item.target!r} labelled {'right' if item.right else 'wrong'}")
+            label = "right" if item.right else "wrong"
+            print(f"--- {item.task} [{item.shape}] target {item.target!r} labelled {label}")
             print(item.response)
 
     lpo = lpo_ci_correct(items)

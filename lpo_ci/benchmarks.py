@@ -155,6 +155,7 @@ def _load_benchmark_cached(name: str, mirror: str | None) -> tuple[Example, ...]
 
 
 def _read_mirror(name: str, mirror: Path) -> list[dict[str, Any]]:
+    options: dict[str, str]
     if name == "gsm8k":
         file, options = mirror / "gsm8k" / "test.jsonl", {}
     elif name == "multiarith":
@@ -170,6 +171,7 @@ def _read_mirror(name: str, mirror: Path) -> list[dict[str, Any]]:
 
 
 def _read_benchmark_hub(name: str) -> list[dict[str, Any]]:
+    args: tuple[str, ...]
     if name == "gsm8k":
         args, split = ("openai/gsm8k", "main"), "test"
     elif name == "multiarith":

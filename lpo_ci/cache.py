@@ -101,7 +101,7 @@ class ResponseCache(CacheBackend):
         self._local = threading.local()
         self.warnings: list[str] = []
         if self.directory is not None:
-            self._make_directory()
+            self._make_directory(self.directory)
             with _locked(self.directory):
                 try:
                     self._open_store()
@@ -109,15 +109,15 @@ class ResponseCache(CacheBackend):
                     self._set_aside(exc)
                     self._open_store()
 
-    def _make_directory(self) -> None:
+    def _make_directory(self, directory: Path) -> None:
         from .errors import SpecError
 
-        if self.directory.exists() and not self.directory.is_dir():
-            raise SpecError("the response cache directory is an existing file", path=self.directory,
+        if directory.exists() and not directory.is_dir():
+            raise SpecError("the response cache directory is an existing file", path=directory,
                             hint=CACHE_DIR_HINT)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            ignore = self.directory / ".gitignore"
+            directory.mkdir(parents=True, exist_ok=True)
+            ignore = directory / ".gitignore"
             if not ignore.exists():
                 ignore.write_text("# written by lpo-ci: the response cache is not for version control\n*\n")
         except OSError as exc:
@@ -148,10 +148,10 @@ class ResponseCache(CacheBackend):
         from .errors import SpecError
 
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        kept = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        kept = self._file.with_name(f"{self._file.name}.corrupt-{stamp}")
         try:
             for suffix in ("", "-wal", "-shm"):
-                part = Path(f"{self.path}{suffix}")
+                part = Path(f"{self._file}{suffix}")
                 if part.exists():
                     part.replace(f"{kept}{suffix}")
         except OSError as exc:
@@ -164,13 +164,20 @@ class ResponseCache(CacheBackend):
     def path(self) -> Path | None:
         return self.directory / "responses.sqlite3" if self.directory else None
 
+    @property
+    def _file(self) -> Path:
+        """The store's file, for the methods that run only with caching on."""
+        if self.path is None:
+            raise RuntimeError("the response cache is off: it has no file")
+        return self.path
+
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            # timeout: a worker waits up to a minute for another's write (SQLite's busy_timeout)
+            db = sqlite3.connect(self._file, timeout=60, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=60000")
             self._local.db = db
         return db
 
@@ -230,7 +237,7 @@ class RedisCache(CacheBackend):
     one per call.
     """
 
-    def __init__(self, url: str, fallback: CacheBackend, *,
+    def __init__(self, url: str, fallback: ResponseCache, *,
                  connect_timeout: float = REDIS_CONNECT_TIMEOUT, socket_timeout: float = REDIS_SOCKET_TIMEOUT):
         self.url = url
         self.fallback = fallback

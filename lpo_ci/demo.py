@@ -51,10 +51,10 @@ def _say(text: str = "") -> None:
 
 
 def run_demo(example: str = DEFAULT_EXAMPLE, keep: Path | None = None, cache_dir: Path | None = None) -> int:
-    from .progress import progress_bar
     from .errors import LpoError
     from .report import terminal_summary
     from .optimize import OptimizeOptions
+    from .progress import progress_bar
     from .runner import Session, failure_text, optimization_text
     from .spec import discover, load_settings, read_template
 

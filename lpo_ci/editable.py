@@ -47,14 +47,21 @@ def _lexer_tokens(source: str, label: str):
                         hint="fix the template syntax") from None
 
 
+def _in_source(value: str) -> re.Pattern[str]:
+    """A lexer token as it stands in the source: the lexer writes every line break
+    (``\r\n``, ``\r``) as ``\n``."""
+    return re.compile("(?:\r\n|\r|\n)".join(re.escape(part) for part in value.split("\n")))
+
+
 def _editable_ranges(source: str, label: str) -> list[tuple[int, int]]:
     """Source ranges of literal text outside frozen fences."""
-    ranges, pos, frozen_since = [], 0, None
+    ranges: list[tuple[int, int]] = []
+    pos, frozen_since = 0, None
     for lineno, kind, value in _lexer_tokens(source, label):
-        start = source.find(value, pos)
-        if start < 0:  # the lexer normalised this token; it is syntax, hence frozen
+        found = _in_source(value).search(source, pos)
+        if found is None:  # the lexer rewrote this token (a string's escapes): syntax, hence frozen
             continue
-        pos = start + len(value)
+        start, pos = found.start(), found.end()
         if kind == "comment":
             marker = value.strip()
             if marker == FREEZE_OPEN:

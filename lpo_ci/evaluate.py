@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from .llm import ModelClient, Usage
+from .llm import Completion, ModelClient, Usage
 from .render import PromptTemplate
 from .scoring import Outcome, Scorer, score_response_async
 from .stops import cut_at_stops
@@ -86,7 +87,7 @@ class EvalResult:
         }
 
 
-async def evaluate(template: PromptTemplate, examples: list, client: ModelClient, scorer: Scorer,
+async def evaluate(template: PromptTemplate, examples: list[Any], client: ModelClient, scorer: Scorer,
                    progress: Callable[[int], None] | None = None,
                    prompts: list[str] | None = None) -> EvalResult:
     """Render every example (unless ``prompts`` holds them already), call the model,
@@ -103,7 +104,7 @@ async def evaluate(template: PromptTemplate, examples: list, client: ModelClient
     started = time.perf_counter()
     usage = Usage()
 
-    async def one(prompt: str):
+    async def one(prompt: str) -> Completion:
         completion = await client.complete(prompt)
         usage.add(completion)
         if progress is not None:
@@ -129,7 +130,7 @@ async def evaluate(template: PromptTemplate, examples: list, client: ModelClient
                       system_fingerprints=_tally(c.system_fingerprint for c in completions))
 
 
-def _tally(values) -> dict[str, int]:
+def _tally(values: Iterable[str | None]) -> dict[str, int]:
     from collections import Counter
 
     return dict(sorted(Counter(v for v in values if v).items()))

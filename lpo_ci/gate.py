@@ -14,18 +14,27 @@ from typing import Any
 
 from .evaluate import EvalResult
 from .scoring import Outcome
+from .spec import TestSpec
 from .stats import mcnemar_one_sided, wilson_interval
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
 NO_REFERENCE = "no base version or stored baseline to compare with"
 
 
+_DEFAULTS = TestSpec()  # the spec's defaults are the gate's: written once, in TestSpec
+
+
 @dataclass
 class GateRules:
-    tolerance: float = 0.0
-    alpha: float = 0.05
-    min_accuracy: float | None = None
-    max_error_rate: float = 0.05
+    tolerance: float = _DEFAULTS.tolerance
+    alpha: float = _DEFAULTS.alpha
+    min_accuracy: float | None = _DEFAULTS.min_accuracy
+    max_error_rate: float = _DEFAULTS.max_error_rate
+
+    @classmethod
+    def from_spec(cls, spec: TestSpec) -> GateRules:
+        return cls(tolerance=spec.tolerance, alpha=spec.alpha, min_accuracy=spec.min_accuracy,
+                   max_error_rate=spec.max_error_rate)
 
 
 @dataclass
@@ -92,7 +101,7 @@ def decide(head: EvalResult, reference: dict[str, Outcome] | None, reference_kin
     reasons = []
     if verdict.delta is not None and -verdict.delta > rules.tolerance:
         drop = f"accuracy dropped {-verdict.delta:.1%} (tolerance {rules.tolerance:.1%}), p = {verdict.p_value:.3g}"
-        if verdict.p_value < rules.alpha:
+        if verdict.p_value is not None and verdict.p_value < rules.alpha:
             verdict.status = FAIL
             reasons.append(f"regression: {drop} < alpha {rules.alpha}")
         else:

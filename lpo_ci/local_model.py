@@ -47,7 +47,7 @@ def is_available() -> bool:
 
 
 def is_local(model: str | None) -> bool:
-    return bool(model) and model.split("/", 1)[0] == LOCAL_PROVIDER
+    return model is not None and model.split("/", 1)[0] == LOCAL_PROVIDER
 
 
 def check_model(model: str | None, *, path: str | Path | None = None, line: int | None = None) -> None:

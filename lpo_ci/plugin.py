@@ -9,6 +9,7 @@ applies the gate (a real regression is a *failure*).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -280,13 +281,13 @@ class LpoPlugin:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:
-            if key == REPORT_KEY:
+            if key == REPORT_KEY and isinstance(value, dict):
                 self.results[value["template"]] = value
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.is_controller:
             if self.shard_record is not None:
-                self.config.workeroutput["lpo_ci_shard"] = self.shard_record
+                self.config.workeroutput["lpo_ci_shard"] = self.shard_record  # type: ignore[attr-defined]  # xdist
             return
         from .report import build_report, write_json
 
@@ -428,7 +429,7 @@ class PromptItem(pytest.Item):
 
     @property
     def plugin(self) -> LpoPlugin:
-        return self.config.pluginmanager.get_plugin("lpo-ci-session")
+        return cast("LpoPlugin", self.config.pluginmanager.get_plugin("lpo-ci-session"))
 
     @property
     def relpath(self) -> str:

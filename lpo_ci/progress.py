@@ -14,6 +14,8 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 REDRAW_SECONDS = 0.1
 
@@ -27,7 +29,7 @@ def interactive(stream) -> bool:
 
 
 @contextlib.contextmanager
-def progress_bar(label: str):
+def progress_bar(label: str) -> Iterator[Any]:
     """A tqdm bar for ``lpo-ci``; None (no output) when stderr is not interactive."""
     if not interactive(sys.stderr):
         yield None
@@ -90,7 +92,7 @@ class LineProgress:
 
 
 @contextlib.contextmanager
-def item_progress(config, label: str = ""):
+def item_progress(config: Any, label: str = "") -> Iterator[LineProgress | None]:
     """A ``LineProgress`` while the block runs, or None when progress would be noise."""
     terminal = config.pluginmanager.getplugin("terminalreporter")
     if (terminal is None or hasattr(config, "workerinput") or config.get_verbosity() < -1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 SECRET_NAMES = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|_KEY)$", re.IGNORECASE)
@@ -38,7 +39,7 @@ def is_secret(value: str) -> bool:
     return not (value.isdigit() and len(value) < LONG)
 
 
-def secrets_from_env(environ: dict[str, str] | None = None) -> list[str]:
+def secrets_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
     """Secret values in the environment, longest first (so a value inside another goes second)."""
     environ = os.environ if environ is None else environ
     values = {v.strip() for k, v in environ.items() if SECRET_NAMES.search(k) and is_secret(v)}
@@ -79,7 +80,7 @@ def redact(text: str, secrets) -> str:
     return Redactor(list(secrets))(text)
 
 
-def redact_report(report: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
+def redact_report(report: dict[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The report as it may be written to disk: secrets of the environment redacted, unless
     ``LPO_CI_REPORT_SECRETS=keep``."""
     environ = os.environ if environ is None else environ

@@ -11,7 +11,8 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import includes, reference, vcs
 from .baseline import Baseline
@@ -24,6 +25,9 @@ from .llm import ModelClient, ModelParams, Usage, closing_clients
 from .render import IncludeError, compile_template, distinct_prompts
 from .router import RouterPool, route
 from .spec import Settings, TemplateFile, TestSpec
+
+if TYPE_CHECKING:
+    from .optimize import OptimizationResult, OptimizeOptions
 
 FLIPS_SHOWN = 3
 ERROR_HINT = ("check the provider (model name, API key, api_base) and rerun: "
@@ -56,11 +60,11 @@ class Prepared:
     """A template ready to score: its examples, scorer and model client."""
 
     template: TemplateFile
-    examples: list
+    examples: list[Any]
     scorer: Any
     client: ModelClient
     fingerprint: str
-    pool: list = field(default_factory=list)  # every example, for the optimizer's splits
+    pool: list[Any] = field(default_factory=list)  # every example, for the optimizer's splits
     task: str = ""  # what the data is, for optimizer meta-prompts
 
     def scorer_info(self) -> dict[str, Any]:
@@ -103,7 +107,7 @@ class ItemReport:
         examples = []
         for result in (self.head.results if self.head else []):
             base = base_by_id.get(result.id)
-            entry = {"id": result.id, "target": result.target,
+            entry: dict[str, Any] = {"id": result.id, "target": result.target,
                      "head": {k: v for k, v in result.to_dict().items() if k not in ("id", "target")}}
             entry["base"] = ({k: v for k, v in base.to_dict().items() if k not in ("id", "target")}
                              if base is not None else None)
@@ -154,11 +158,7 @@ class Session:
 
     def __init__(self, settings: Settings, *, base_ref: str | None = None, use_git: bool = True,
                  base_option: str = "--lpo-base"):
-        import sys
-
         self.settings = settings
-        if str(settings.root) not in sys.path:
-            sys.path.insert(0, str(settings.root))  # user scorers are 'module:function' in the project
         self.cache = open_cache(settings.cache_dir, settings.cache_url)
         self.baseline = Baseline(settings.baseline)
         self.routers = RouterPool()
@@ -203,11 +203,12 @@ class Session:
 
     def reference(self) -> dict[str, Any]:
         """What the report says the run compared with: the git base, and the stored baseline."""
-        baseline = self.settings.baseline
+        stored = self.settings.baseline
+        baseline: str | None
         try:
-            baseline = baseline.relative_to(self.settings.root).as_posix() if baseline else None
+            baseline = stored.relative_to(self.settings.root).as_posix() if stored else None
         except ValueError:
-            baseline = str(baseline)
+            baseline = str(stored)
         return {**self.base.to_dict(), "baseline": baseline}
 
     def warnings(self) -> list[str]:
@@ -242,7 +243,7 @@ class Session:
             scorer_name = spec.scorer or "exact"
         pool = examples
         examples = benchmarks.sample_examples(pool, spec.samples, spec.seed)
-        scorer = build_scorer(spec, scorer_name, self.settings, self.cache)
+        scorer: Any = build_scorer(spec, scorer_name, self.settings, self.cache)  # has .name and .version
         routed = route(spec, self.settings.root, self.routers)  # (model name, litellm Router) or None
         model = routed[0] if routed else resolve_model(spec)
         mode = spec.mode or model_defaults.default_mode(model)
@@ -273,10 +274,11 @@ class Session:
              scorer.version], sort_keys=True, default=str).encode()).hexdigest()[:16]
         return Prepared(template, examples, scorer, client, fingerprint, pool, data_label(spec))
 
-    def run(self, template: TemplateFile, progress=None) -> ItemReport:
+    def run(self, template: TemplateFile, progress: Any = None) -> ItemReport:
         return asyncio.run(closing_clients(self.run_async(template, progress)))
 
-    async def run_async(self, template: TemplateFile, progress=None) -> ItemReport:
+    async def run_async(self, template: TemplateFile, progress: Any = None) -> ItemReport:
+        """Score the template and its reference; ``progress``: a tqdm-like bar, or None."""
         started = time.perf_counter()
         spec = template.spec
         if self.base.error is not None:  # a base was expected: comparing with nothing would pass
@@ -308,8 +310,7 @@ class Session:
                 warnings.append(f"{why_none} (line {exc.line}: {exc.message}); there is no git reference")
                 base_source = renamed_from = base_loader = None
         through = includes.changed_files(head_loader.loaded, base_loader.loaded) if base_loader else []
-        rules = GateRules(tolerance=spec.tolerance, alpha=spec.alpha, min_accuracy=spec.min_accuracy,
-                          max_error_rate=spec.max_error_rate)
+        rules = GateRules.from_spec(spec)
         report = ItemReport(template=template.relpath, line=template.spec_line, data=data_label(spec),
                             model=prepared.client.params.model, verdict=Verdict(ERROR, "", "none"),
                             base_rev=self.base_rev, prepared=prepared, base_source=base_source,
@@ -332,7 +333,7 @@ class Session:
             report.verdict = decide(head, head.outcomes(), "unchanged", rules)
             if where:
                 report.verdict.reason = f"template unchanged from the base version, {where} (renamed)"
-        elif base_source is not None:
+        elif base_source is not None and base_template is not None:  # compiled, since it changed
             base_task = evaluate(base_template, prepared.examples, prepared.client, prepared.scorer, update,
                                  prompts=base_prompts)
             head, base = await asyncio.gather(head_task, base_task)
@@ -366,7 +367,8 @@ class Session:
         report.seconds = time.perf_counter() - started
         return report
 
-    def optimize(self, template: TemplateFile, report: ItemReport, options, say=None):
+    def optimize(self, template: TemplateFile, report: ItemReport, options: OptimizeOptions,
+                 say: Callable[[str], Any] | None = None) -> OptimizationResult:
         """Run the bounded LPO search on a scored template (see ``lpo_ci.optimize``).
 
         The search edits one file: the template, or, when the template's own text is
@@ -426,7 +428,7 @@ def failure_text(report: ItemReport) -> str:
     v = report.verdict
     lines = [f"{report.template}:{report.line}: {v.status.upper()}: {v.reason}"]
 
-    def pct(value, interval):
+    def pct(value: float | None, interval: tuple[float, float] | None) -> str:
         if value is None:
             return "n/a"
         return f"{value:.1%} [{interval[0]:.1%}, {interval[1]:.1%}]" if interval else f"{value:.1%}"

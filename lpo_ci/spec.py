@@ -421,7 +421,7 @@ def _parse_yaml_spec(body: str, path: str | Path, first_line: int) -> tuple[dict
         raise SpecError("'lpo:' must hold a mapping of spec keys", path=path, line=first_line,
                         hint="indent 'key: value' lines under 'lpo:'")
     lines: dict[str, int] = {}
-    for key_node, value_node in node.value:
+    for key_node, value_node in (node.value if node is not None else []):  # a mapping, as data is
         if key_node.value == "lpo" and isinstance(value_node, yaml.MappingNode):
             for inner_key, _ in value_node.value:
                 lines[str(inner_key.value)] = first_line + inner_key.start_mark.line

@@ -31,4 +31,4 @@ def mcnemar_one_sided(worse: int, better: int) -> float:
     if n == 0:
         return 1.0
     tail = sum(math.comb(n, k) for k in range(worse, n + 1))
-    return min(1.0, tail / 2 ** n)
+    return min(1.0, tail / (1 << n))

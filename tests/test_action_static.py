@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ACTION = REPO / "action.yml"
 WORKFLOWS = sorted(REPO.glob("examples/*/.github/workflows/*.yml"))
+OWN_WORKFLOWS = sorted(REPO.glob(".github/workflows/*.yml"))  # the project's own CI and release
+DEPENDABOT = REPO / ".github" / "dependabot.yml"
 EVALUATE = REPO / "examples" / "bbh-boolean" / ".github" / "workflows" / "lpo-ci-evaluate.yml"
 
 # This project's own action, as the examples refer to it.
@@ -68,13 +70,49 @@ def triggers(workflow: dict) -> dict:
 def test_there_are_example_workflows():
     assert WORKFLOWS, "no workflow under examples/*/.github/workflows"
     assert EVALUATE in WORKFLOWS
+    assert {p.name for p in OWN_WORKFLOWS} >= {"ci.yml", "release.yml"}
+
+
+@pytest.mark.parametrize("path", OWN_WORKFLOWS, ids=rel)
+def test_own_workflows_grant_least_privilege(path: Path):
+    workflow = load(path)
+    assert "pull_request_target" not in triggers(workflow), f"{rel(path)} uses pull_request_target"
+    assert workflow.get("permissions") == {}, f"{rel(path)}: top-level permissions must be {{}}"
+    for name, job in workflow["jobs"].items():
+        writes = {scope for scope, level in job["permissions"].items() if level == "write"}
+        # only the release writes: it creates the release and uploads its files
+        assert writes == ({"contents"} if path.name == "release.yml" else set()), f"{rel(path)} job {name}"
+
+
+def test_ci_workflow_runs_what_ci_run_runs():
+    """The GitHub workflow and .ci/run check the same things: every supported Python, lint, types."""
+    ci = load(REPO / ".github" / "workflows" / "ci.yml")
+    script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    runs = [step.get("run", "") for job in ci["jobs"].values() for step in job["steps"]]
+    assert "bash .ci/run" in runs and "bash .ci/lint" in runs
+    assert re.search(r"^bash \.ci/lint$", script, re.M), script
+    lint = (REPO / ".ci" / "lint").read_text(encoding="utf-8")
+    assert re.search(r"^ruff check$", lint, re.M) and re.search(r"^mypy$", lint, re.M)
+    assert re.search(r"^mypy --strict ", lint, re.M)
+    pythons = ci["jobs"]["tests"]["strategy"]["matrix"]["python"]
+    classifiers = load_pyproject()["project"]["classifiers"]
+    version = re.compile(r"Programming Language :: Python :: (3\.\d+)")
+    supported = [m[1] for m in map(version.fullmatch, classifiers) if m]
+    assert pythons == supported
+
+
+def load_pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
 
 # --- schemas ------------------------------------------------------------------
 
 @pytest.mark.parametrize(
     "path, schema",
-    [(ACTION, "vendor.github-actions")] + [(w, "vendor.github-workflows") for w in WORKFLOWS],
+    [(ACTION, "vendor.github-actions"), (DEPENDABOT, "vendor.dependabot")]
+    + [(w, "vendor.github-workflows") for w in WORKFLOWS + OWN_WORKFLOWS],
     ids=lambda v: rel(v) if isinstance(v, Path) else v,
 )
 def test_schema(path: Path, schema: str):
@@ -106,7 +144,7 @@ def action_as_workflow() -> str:
     return "\n".join(head + job) + "\n"
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=rel)
+@pytest.mark.parametrize("path", WORKFLOWS + OWN_WORKFLOWS, ids=rel)
 def test_actionlint_workflow(path: Path):
     # The remote lpo-ci/lpo-ci@v0 cannot be read offline; actionlint must accept it as is.
     result = actionlint(rel(path))
@@ -127,7 +165,7 @@ def test_actionlint_checks_run_scripts_with_shellcheck():
 
 # --- zizmor ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=rel)
+@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS, *OWN_WORKFLOWS], ids=rel)
 def test_zizmor(path: Path):
     # Suppressions live next to the finding as `# zizmor: ignore[rule]` with a reason;
     # no configuration file may switch audits off.
@@ -149,7 +187,7 @@ def uses_in(data: dict) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=rel)
+@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS, *OWN_WORKFLOWS], ids=rel)
 def test_actions_are_pinned_by_sha_with_version_comment(path: Path):
     lines = [m for m in map(USES_LINE.match, path.read_text(encoding="utf-8").splitlines()) if m]
     # Every uses: is on a line of its own, so its comment can be read next to it.

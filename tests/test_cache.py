@@ -98,3 +98,84 @@ def test_a_cache_directory_that_is_a_file_is_a_clear_error(tmp_path):
     with pytest.raises(SpecError, match="the response cache directory is an existing file") as excinfo:
         ResponseCache(tmp_path / "cache")
     assert "--lpo-cache-dir" in excinfo.value.hint
+
+
+# --- what makes the store safe to share ------------------------------------------
+
+def test_the_store_is_in_wal_mode_and_waits_a_minute_for_a_lock(tmp_path):
+    cache = ResponseCache(tmp_path)
+    db = cache._connect()
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: safe in WAL mode, fewer syncs
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 60_000
+    assert (tmp_path / "responses.sqlite3-wal").exists()
+    cache.close()
+
+
+def test_a_writer_waits_for_another_processs_lock_instead_of_failing(tmp_path):
+    import sqlite3
+    import threading
+    import time
+
+    cache = ResponseCache(tmp_path)
+    other = sqlite3.connect(tmp_path / "responses.sqlite3", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")
+    released = threading.Event()
+
+    def release():
+        time.sleep(0.5)
+        other.execute("COMMIT")
+        released.set()
+
+    threading.Thread(target=release).start()
+    started = time.monotonic()
+    cache.put("k", {"text": "waited"})  # blocked until the other connection commits
+    assert released.is_set() and time.monotonic() - started >= 0.4
+    assert cache.get("k") == {"text": "waited"}
+    other.close()
+    cache.close()
+
+
+def test_a_reader_is_not_blocked_by_a_write_in_progress(tmp_path):
+    import sqlite3
+
+    cache = ResponseCache(tmp_path)
+    cache.put("k", {"text": "before"})
+    writer = sqlite3.connect(tmp_path / "responses.sqlite3", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT OR REPLACE INTO responses VALUES ('k', '{\"text\": \"after\"}', 0)")
+    assert cache.get("k") == {"text": "before"}  # WAL: the committed value, at once
+    writer.execute("COMMIT")
+    assert cache.get("k") == {"text": "after"}
+    writer.close()
+    cache.close()
+
+
+def test_close_closes_the_connection_and_the_cache_reopens_on_use(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    cache = ResponseCache(tmp_path)
+    cache.put("k", {"text": "x"})
+    db = cache._connect()
+    cache.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        db.execute("SELECT 1")
+    assert cache.get("k") == {"text": "x"} and cache._connect() is not db
+    cache.close()
+    cache.close()  # twice is harmless
+    ResponseCache(None).close()
+
+
+def test_each_thread_has_its_own_connection(tmp_path):
+    import threading
+
+    cache = ResponseCache(tmp_path)
+    mine = cache._connect()
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(cache._connect()))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine and cache._connect() is mine
+    cache.close()

@@ -85,3 +85,28 @@ def test_replace_and_tags_round_trip():
     assert t.replace({(first, last): "demande"}) == TEMPLATE.replace("question", "demande")
     with pytest.raises(ValueError):
         t.marks_from_tags("something else entirely")
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"])
+def test_line_breaks_the_lexer_normalises_keep_their_place_in_the_source(newline):
+    # Jinja's lexer reports every line break as "\n": the text around it stays editable, and
+    # each token is still the source's own text at its offsets.
+    lf = "Answer the question.\nQ: {{ input }}\n\nA: {{- ' x\\ny ' }} done"
+    source = lf.replace("\n", newline)  # the string's escaped \\n is no line break
+    crlf, plain = EditableTemplate(source), EditableTemplate(lf)
+    assert words(crlf) == words(plain) == ["Answer", "the", "question", ".", "Q", ":", "A", ":", "done"]
+    for token in crlf.tokens:
+        assert source[token.start:token.end] == token.text
+    assert [t.text for t in crlf.tokens if t.is_space] == [" ", " ", newline, " ", newline * 2, " "]
+    marks = marks_of(crlf, "question")
+    candidate = source.replace("question", "query")
+    assert crlf.check(candidate, marks) is None
+    assert crlf.check(source.replace(newline + "Q:", "\nQ:"), marks) == "changes text outside the marked tokens"
+
+
+def test_a_token_the_lexer_rewrote_is_frozen_and_later_text_stays_in_place():
+    source = "Say {{ 'a\\x41' }} hello {{ name }} world"
+    t = EditableTemplate(source)
+    assert words(t) == ["Say", "hello", "world"]
+    for token in t.tokens:
+        assert source[token.start:token.end] == token.text

@@ -237,7 +237,8 @@ def test_keep_alive_routes_and_errors(server):
         status, reply = request("POST", "/completions", json.dumps({"model": "m", "prompt": "Q: True is"}).encode())
         assert status == 200 and reply["choices"][0]["text"] in ("True", "False")
         status, reply = request("POST", "/chat/completions", json.dumps(
-            {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "Q: False is"}]}]}).encode())
+            {"model": "m",
+             "messages": [{"role": "user", "content": [{"type": "text", "text": "Q: False is"}]}]}).encode())
         assert status == 200 and reply["model"] == "m"
         assert connection.sock is socket_before   # the same connection served all three
         assert request("POST", "/v1/nowhere", b"{}")[0] == 404

@@ -123,7 +123,7 @@ def test_restore_offers_each_region_and_all_of_them():
 
 def test_delete_keeps_spacing_sane():
     head = EditableTemplate("Answer the question now.\n{{ input }}")
-    marks = frozenset(range(0, 4))  # "Answer", " ", "the", " "
+    marks = frozenset(range(4))  # "Answer", " ", "the", " "
     candidates = propose(operators()[0], context(head, marks), n=20)
     assert "the question now.\n{{ input }}" in candidates  # word and the marked space after it
     assert "Answer question now.\n{{ input }}" in candidates

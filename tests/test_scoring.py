@@ -15,13 +15,13 @@ import pytest
 
 from lpo_ci.errors import EvaluationError, LpoError, SpecError
 from lpo_ci.scoring import (
-    SCORER_VERSION,
     Outcome,
     Score,
     get_scorer,
     normalize_number,
     score_response,
 )
+from lpo_ci.scoring import _UserScorer
 from lpo_ci.scoring.answers import Kind, answer_kind
 from lpo_ci.scoring.numbers import find_numbers, parse_number
 from lpo_ci.scoring.options import parse_options
@@ -402,6 +402,44 @@ def test_user_module_that_fails_to_import(tmp_path, monkeypatch):
         sys.modules.pop("broken_scorer", None)
 
 
+def test_user_scorer_is_imported_from_the_project_root_without_changing_sys_path(tmp_path):
+    (tmp_path / "project_helpers.py").write_text("def last_word(text):\n    return text.split()[-1]\n")
+    (tmp_path / "project_scorers.py").write_text(
+        "from project_helpers import last_word\n\n"
+        "def check(response, target):\n    return last_word(response) == target, last_word(response)\n")
+    before = list(sys.path)
+    try:
+        scorer = get_scorer("project_scorers:check", root=tmp_path)
+        assert sys.path == before
+        assert scorer("so it is Paris", "Paris") == Score(Outcome.CORRECT, "Paris")
+        with pytest.raises(SpecError, match="cannot import module 'no_such_project_module'"):
+            get_scorer("no_such_project_module:fn", root=tmp_path)
+        assert sys.path == before  # restored after a failed import too
+    finally:
+        for name in ("project_scorers", "project_helpers"):
+            sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("returned", [
+    "(True, 'a', 'b')", "('yes', 'a')", "(1, 'a')", "None", "1", "[True, 'a']", "()", "(True,)"])
+def test_user_scorer_malformed_returns_are_errors(tmp_path, returned):
+    (tmp_path / "malformed_scorer.py").write_text(f"def fn(response, target):\n    return {returned}\n")
+    try:
+        scorer = get_scorer("malformed_scorer:fn", root=tmp_path, path="p.j2", line=3)
+        with pytest.raises(EvaluationError) as info:
+            scorer("text", "t")
+        assert "expected a bool, a Score or a (bool, extracted) tuple" in str(info.value)
+        assert (info.value.path, info.value.line) == ("p.j2", 3) and info.value.hint
+    finally:
+        sys.modules.pop("malformed_scorer", None)
+
+
+def test_user_scorer_tuple_with_no_extracted_answer():
+    scorer = _UserScorer("m:f", lambda response, target: (False, None))
+    assert scorer("x", "t") == Score(Outcome.WRONG, None)
+    assert _UserScorer("m:f", lambda response, target: (True, 12))("x", "t") == Score(Outcome.CORRECT, "12")
+
+
 # ---------------------------------------------------------------------------
 # Spec errors for built-ins
 
@@ -463,3 +501,188 @@ def test_importing_scoring_pulls_in_no_heavy_dependencies():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parents[1])
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------
+# The scoring glue, rule by rule (what the verdicts are made of)
+
+def test_score_equality_is_outcome_and_answer_only_and_scores_are_values():
+    import dataclasses
+
+    assert Score(Outcome.CORRECT, "a", note="x", judge={"v": 1}, call=1) == Score(Outcome.CORRECT, "a", note="y")
+    assert Score(Outcome.CORRECT, "a") != Score(Outcome.CORRECT, "b")
+    assert "call" not in repr(Score(Outcome.CORRECT, "a", call="secret-call"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Score(Outcome.WRONG, None).outcome = Outcome.CORRECT  # type: ignore[misc]
+    assert len({Score(Outcome.CORRECT, "a"), Score(Outcome.CORRECT, "a", note="n")}) == 1
+
+
+def test_builtin_scorers_are_hashable_values():
+    from lpo_ci.scoring import BUILTIN_SCORERS
+
+    for scorer in BUILTIN_SCORERS.values():
+        assert hash(scorer) == hash(scorer)
+        assert pickle.loads(pickle.dumps(scorer)) == scorer
+    assert hash(get_scorer("regex", {"pattern": "a"})) == hash(get_scorer("regex", {"pattern": "a"}))
+
+
+def test_example_variables_reads_examples_mappings_and_nothing():
+    from types import SimpleNamespace
+
+    from lpo_ci.scoring import example_variables
+
+    assert example_variables(None) == {}
+    assert example_variables({"input": "x"}) == {"input": "x"}
+    assert example_variables(SimpleNamespace(variables={"q": 1})) == {"q": 1}
+    assert example_variables(SimpleNamespace(variables=["not", "a", "mapping"])) == {}
+    assert example_variables(42) == {}
+
+
+def test_a_gsm8k_target_is_cut_at_its_marker_for_numbers_only():
+    numeric, text = get_scorer("numeric"), get_scorer("answer")
+    assert numeric("The answer is 18.", "She sold 16 - 3 - 4 = 9 eggs.\n#### 18").outcome is Outcome.CORRECT
+    # the marker is GSM8K's: other kinds compare the whole target, marker and all
+    assert text("The answer is #### 18", "#### 18") == Score(Outcome.WRONG, "18")
+
+
+def test_a_number_scorer_compares_a_target_that_is_no_number_as_text():
+    scorer = get_scorer("numeric")
+    assert scorer("1.2.3", "1.2.3") == Score(Outcome.CORRECT, "1.2.3")
+    assert scorer("1.2.4", "1.2.3").outcome is Outcome.WRONG
+
+
+def test_exact_contains_and_regex_rules():
+    exact, contains = get_scorer("exact"), get_scorer("contains")
+    assert exact("  Paris \n", " Paris") == Score(Outcome.CORRECT, "Paris")
+    assert exact("Paris.", "Paris") == Score(Outcome.WRONG, "Paris.")
+    assert contains("It is PARIS, I think", "paris ") == Score(Outcome.CORRECT, "paris")
+    assert contains("It is Lyon", "Paris") == Score(Outcome.WRONG, None)
+    grouped = get_scorer("regex", {"pattern": r"Answer: (\w+)"})
+    assert grouped("x Answer: Paris y", " Paris") == Score(Outcome.CORRECT, "Paris")
+    whole = get_scorer("regex", {"pattern": r"\d+"})
+    assert whole("it is 42 and 7", " 42 ") == Score(Outcome.CORRECT, "42")
+    optional = get_scorer("regex", {"pattern": r"Answer:(\d+)?"})
+    assert optional("Answer: none", "") == Score(Outcome.CORRECT, "")  # an empty group is ""
+    missing = grouped("no cue here", "Paris")
+    assert missing.outcome is Outcome.FORMAT_FAILURE and missing.note == "no match of 'Answer: (\\\\w+)'"
+    versions = {get_scorer("regex", {"pattern": p}).version for p in ("a", "b")}
+    assert len(versions) == 2 and all(v.startswith("regex-") and len(v) == 18 for v in versions)
+    assert exact.version == "1" and exact.name == "exact"
+
+
+def test_the_blank_response_rule_wraps_every_scorer():
+    from lpo_ci.scoring import _NonEmpty
+
+    calls = []
+    inner = _UserScorer("m:f", lambda response, target: calls.append((response, target)) or True)
+    wrapped = _NonEmpty(inner)
+    assert wrapped.name == "m:f" and wrapped.version == "user"
+    assert wrapped("", "t") == wrapped(" \n", "t") == Score(Outcome.FORMAT_FAILURE, None)
+    assert wrapped("", "t").note == "empty response" and calls == []
+    assert wrapped("yes", 5) == Score(Outcome.CORRECT, None) and calls == [("yes", "5")]
+    bare = _NonEmpty(lambda response, target, example=None: Score(Outcome.WRONG, response))
+    assert bare.name == "scorer" and bare.version == "1"
+
+
+def test_async_scoring_uses_the_scorers_own_async_path():
+    import asyncio
+
+    from lpo_ci.scoring import _NonEmpty, score_response_async
+
+    class Judged:
+        name, version = "j", "1"
+
+        def __call__(self, response, target, example=None):
+            return Score(Outcome.WRONG, "sync")
+
+        async def ascore(self, response, target, example=None):
+            return Score(Outcome.CORRECT, f"async {target} {example}")
+
+    def run(scorer, response, target="t", example=None):
+        return asyncio.run(score_response_async(scorer, response, target, example))
+
+    assert run(Judged(), None) == Score(Outcome.ERROR, None)
+    assert run(Judged(), "r", "t", "e") == Score(Outcome.CORRECT, "async t e")
+    assert run(_NonEmpty(Judged()), "r", 7) == Score(Outcome.CORRECT, "async 7 None")
+    assert run(_NonEmpty(Judged()), "  ") == Score(Outcome.FORMAT_FAILURE, None)
+    plain = get_scorer("exact")
+    assert run(plain, "t") == Score(Outcome.CORRECT, "t") and run(plain, None).outcome is Outcome.ERROR
+    assert run(lambda r, t, e=None: Score(Outcome.WRONG, r), "x") == Score(Outcome.WRONG, "x")
+    assert score_response(plain, None, "t") == Score(Outcome.ERROR, None)
+    assert score_response(plain, "t", "t", None) == Score(Outcome.CORRECT, "t")
+
+
+def test_user_scorers_see_the_example_when_they_ask_for_it():
+    from lpo_ci.scoring import _takes_example
+
+    def two(response, target):
+        return True
+
+    def three(response, target, example):
+        return example == {"q": 1}
+
+    def keyword(response, target, *, example=None):
+        return example is not None
+
+    def varargs(*args):
+        return len(args) == 3
+
+    assert [_takes_example(f) for f in (two, three, keyword, varargs, len)] == \
+        [None, "positional", "keyword", "positional", None]
+    for fn in (two, three, keyword):
+        scorer = _UserScorer("m:f", fn, with_example=_takes_example(fn))
+        assert scorer("r", "t", {"q": 1}) == Score(Outcome.CORRECT, None)
+    assert _UserScorer("m:f", keyword, with_example="keyword")("r", "t", None) == Score(Outcome.WRONG, None)
+
+
+def test_a_user_scorers_version_follows_its_source():
+    from lpo_ci.scoring import _source_digest
+
+    def first(response, target):
+        return True
+
+    def second(response, target):
+        return False
+
+    assert _source_digest(first) != _source_digest(second) and len(_source_digest(first)) == 12
+    assert _source_digest(len) == _source_digest(len)  # no source: its name stands in
+    assert _source_digest(len) != _source_digest(print)
+
+
+def spec_with(**values):
+    from lpo_ci.spec import TestSpec
+
+    origins = values.pop("origins", {})
+    return TestSpec(**values, origins=origins)
+
+
+def test_build_scorer_passes_the_spec_options():
+    from lpo_ci.scoring import build_scorer
+
+    regex = build_scorer(spec_with(pattern=r"A: (\w+)"), "regex")
+    assert regex("A: yes", "yes") == Score(Outcome.CORRECT, "yes")
+    lm_eval = build_scorer(spec_with(benchmark="bbh/boolean_expressions"), "lm-eval:bbh-zeroshot-flexible")
+    assert lm_eval("so it is False.", "False").outcome is Outcome.CORRECT
+    with pytest.raises(SpecError, match="depends on the BIG-bench Hard task") as info:  # no bbh benchmark
+        build_scorer(spec_with(dataset="d.jsonl", origins={"scorer": ("p.j2", 3)}),
+                     "lm-eval:bbh-zeroshot-flexible")
+    assert (info.value.path, info.value.line) == ("p.j2", 3)
+
+
+@pytest.mark.parametrize("key, origin, refused", [
+    ("rubric", ("prompts/p.j2", 2), True),
+    ("judge_model", ("prompts/p.j2", 2), True),
+    ("judge_api_base", ("prompts/p.j2", 2), True),
+    ("judge_model", ("pyproject.toml", 9), False),  # a project default for the templates that judge
+    ("judge_model", ("command line", None), False),
+])
+def test_judge_keys_without_the_judge_scorer(key, origin, refused):
+    from lpo_ci.scoring import build_scorer
+
+    spec = spec_with(**{key: "x"}, origins={key: origin})
+    if refused:
+        with pytest.raises(SpecError, match=f"'{key}' is set but the scorer is 'exact', not 'judge'") as info:
+            build_scorer(spec, "exact")
+        assert (info.value.path, info.value.line) == origin and info.value.hint
+    else:
+        assert build_scorer(spec, "exact")("x", "x").outcome is Outcome.CORRECT

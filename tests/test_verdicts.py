@@ -201,7 +201,7 @@ def test_a_renamed_template_is_compared_with_its_old_version(pytester, openai_se
     item = entry(report(pytester), "prompts/b.j2")
     assert item["status"] == "fail" and item["reference"] == "base" and item["base_rev"] == base
     assert item["renamed_from"] == "prompts/a.j2"
-    assert item["reason"].endswith(f"compared with prompts/a.j2 at main (renamed)")
+    assert item["reason"].endswith("compared with prompts/a.j2 at main (renamed)")
     result.stdout.fnmatch_lines(["  base accuracy (prompts/a.j2, renamed): *",
                                  "prompts/b.j2: compared with prompts/a.j2 (renamed)"])
     assert git(pytester.path, "status", "--porcelain", "--", "prompts") == status_before  # index untouched
@@ -438,7 +438,8 @@ def _alias_bomb(levels: int = 9) -> str:
 
 
 @pytest.mark.parametrize("body, words", [
-    (f"  benchmark: {TASK}\n" + _alias_bomb() + "\n  samples: *a8\n", "expands to more than 10,000 values (YAML aliases)"),
+    (f"  benchmark: {TASK}\n" + _alias_bomb() + "\n  samples: *a8\n",
+     "expands to more than 10,000 values (YAML aliases)"),
     (f"  benchmark: {TASK}\n  pattern: '{'x' * 70_000}'\n", "the lpo spec comment is 70,"),
     (f"  benchmark: {TASK}\n  samples: {'9' * 5000}\n", "the lpo spec comment cannot be read"),
     (f"  benchmark: {TASK}\n  samples: {'[' * 5000}{']' * 5000}\n", "cannot be read: nested too deeply"),
@@ -462,7 +463,7 @@ def test_a_long_wrong_value_is_cut_in_the_error(pytester, openai_server):
               "Q: {{ input }}\n")
     result = pytester.runpytest("--lpo")
     result.assert_outcomes(errors=1)
-    line = next(l for l in result.stdout.lines if "'samples' must be" in l)
+    line = next(text for text in result.stdout.lines if "'samples' must be" in text)
     assert len(line) < 300 and line.rstrip().endswith("...]") or "..." in line
 
 

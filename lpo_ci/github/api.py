@@ -161,12 +161,13 @@ class GitHubAPI:
         """Every item of a list endpoint, following ``Link: rel="next"``; a list longer than
         MAX_PAGES pages is an error (a partial list would make a search miss what it looks for)."""
         separator = "&" if "?" in path else "?"
-        url: str | None = f"{path}{separator}per_page={PAGE_SIZE}"
+        url = f"{path}{separator}per_page={PAGE_SIZE}"
         items: list[Any] = []
         for _ in range(MAX_PAGES):
             answer = self.request("GET", url)
             items.extend(answer.data or [])
-            url = _next_link(answer.headers.get("link"))
-            if url is None:
+            following = _next_link(answer.headers.get("link"))
+            if following is None:
                 return items
+            url = following
         raise GitHubError("GET", path, 0, f"more than {MAX_PAGES * PAGE_SIZE} items: not all could be read")

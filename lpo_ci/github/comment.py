@@ -171,7 +171,7 @@ def render(view: ReportView, *, limit: int, marker_text: str = "", label: str | 
         return rendered_rows[key]
 
     def section(t: TemplateView, shape: Shape) -> str:
-        extra = {"template": [], "optimization": []}
+        extra: dict[str, list[str]] = {"template": [], "optimization": []}
         for block in blocks if shape.blocks else ():
             text = block.render(t)
             if text:

@@ -12,6 +12,7 @@ before any of this (``lpo_ci.redaction``), so no escaping can disguise one.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..resources import resource_environment
 
@@ -55,27 +56,27 @@ def fenced(value: object, info: str = "", limit: int = 20000) -> Safe:
     return Safe(f"{fence}{info}\n{text.rstrip(chr(10))}\n{fence}")
 
 
-def _pct(value: object) -> Safe:
+def _pct(value: Any) -> Safe:
     return Safe("–" if value is None else f"{float(value):.1%}")
 
 
-def _signed_pct(value: object) -> Safe:
+def _signed_pct(value: Any) -> Safe:
     return Safe("–" if value is None else f"{float(value):+.1%}")
 
 
-def _p(value: object) -> Safe:
+def _p(value: Any) -> Safe:
     return Safe("–" if value is None else f"{float(value):.2g}")
 
 
-def _count(value: object) -> Safe:
+def _count(value: Any) -> Safe:
     return Safe(f"{int(value):,}")
 
 
-def _usd(value: object) -> Safe:
+def _usd(value: Any) -> Safe:
     return Safe(f"${float(value or 0):.4f}")
 
 
-def _interval(value: object) -> Safe:
+def _interval(value: Any) -> Safe:
     if not value:
         return Safe("")
     low, high = value

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -39,7 +40,7 @@ class PathScrubber:
 
     @classmethod
     def from_environment(cls, repo_top: Path | None = None,
-                         environ: dict[str, str] | None = None) -> "PathScrubber":
+                         environ: Mapping[str, str] | None = None) -> "PathScrubber":
         """Roots of this machine: the repository's top and the workspace (to the repository's
         top), the runner's temporary and tool folders, the home folder."""
         environ = os.environ if environ is None else environ
@@ -92,7 +93,7 @@ def mentioned_line(text: str, accept) -> tuple[str, int] | None:
     (it returns None to skip a mention)."""
     for match in _MENTION.finditer(text or ""):
         path = str(PurePosixPath(match.group(1)))
-        if path.startswith("../") or path.startswith("/"):
+        if path.startswith(("../", "/")):
             continue
         target = accept(path)
         if target:

@@ -20,6 +20,7 @@ from ..errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE, LpoError
 from ..redaction import Redactor, secrets_from_env
 from . import comment, review, targets, workflow
 from .api import GitHubAPI, GitHubError
+from .comment import TemplateBlock
 from .identity import whoami
 from .paths import PathScrubber, mentioned_line
 from .report_view import ReportError, ReportView, TemplateView, load_report
@@ -44,7 +45,7 @@ class PublishOptions:
     project_dir: str | None = None      # the project's folder in the repository
     prompts: tuple[str, ...] = ()       # template globs the evaluation used (overrides the project's)
     untrusted_report: bool = False      # the report comes from another run (the fork-safe publisher)
-    blocks: tuple[comment.TemplateBlock, ...] = ()  # optional per-template sections of the comment
+    blocks: tuple[TemplateBlock, ...] = ()  # optional per-template sections of the comment
 
 
 @dataclass
@@ -155,6 +156,7 @@ def _annotate(view: ReportView, prefix: str, top: Path) -> None:
     shown = fixed if len(fixed) <= workflow.ANNOTATIONS_PER_KIND else fixed[:workflow.ANNOTATIONS_PER_KIND - 1]
     for t in shown:
         o = t.optimization
+        assert o is not None  # has_fix
         lines = [s.start_line for s in t.fix_suggestions] or [t.line]
         workflow.annotate("notice", f"held-out accuracy {o.heldout_head or 0:.1%} -> {o.heldout_winner or 0:.1%} "
                                     f"(p = {o.p_value or 0:.2g})", file=t.path, line=lines[0],
@@ -194,7 +196,7 @@ def _globs(options: PublishOptions, place: Place, prefix: str, distrust: bool, a
            target: workflow.PullRequest | None, base_sha: str | None) -> targets.TemplateGlobs:
     if not distrust:
         return targets.from_checkout(place.top / prefix, prefix, list(options.prompts))
-    if api is None or not base_sha:
+    if api is None or not base_sha or target is None:
         return targets.TemplateGlobs(prefix, "the base branch", None,
                                      "the base branch's configuration could not be read (no pull request access)")
     return targets.from_base_branch(api, target.repo, base_sha, prefix, list(options.prompts))
@@ -240,7 +242,7 @@ def publish(options: PublishOptions) -> int:
             patch_path.write_text(patch, encoding="utf-8")
 
     label = options.comment_key or prefix.rstrip("/") or None
-    if api is not None:
+    if api is not None and target is not None:
         _post(api, target, view, options, posting, key=options.comment_key or default_comment_key(prefix),
               label=label, why=None if view is not None else message, untrusted=distrust, redact=redact)
     problems = [redact(problem) for problem in posting.problems]
@@ -294,10 +296,10 @@ def _post(api: GitHubAPI, target: workflow.PullRequest, view: ReportView | None,
                               posted=posting.posted, unposted=posting.unposted, run_url=run_url,
                               blocks=options.blocks)
     try:
-        result = Sticky(api, target.repo, target.number, identity, marker_text).upsert(body, notice)
-        posting.comment_url = result.url
-        posting.problems += result.problems
-        _say(f"report comment {result.action}: {result.url}")
+        sticky = Sticky(api, target.repo, target.number, identity, marker_text).upsert(body, notice)
+        posting.comment_url = sticky.url
+        posting.problems += sticky.problems
+        _say(f"report comment {sticky.action}: {sticky.url}")
     except GitHubError as exc:
         posting.problems.append(f"report comment not posted: {exc}")
 

@@ -86,6 +86,8 @@ class TemplateView:
         from ..patch import unified_diff
 
         o = self.optimization
+        if o is None or not o.head_source or not o.winner_source:
+            return ""
         return unified_diff(o.head_source, o.winner_source, self.path)
 
     @property
@@ -99,6 +101,8 @@ class TemplateView:
         from ..patch import suggestions
 
         o = self.optimization
+        if o is None or not o.head_source or not o.winner_source:
+            return []
         return suggestions(o.head_source, o.winner_source)
 
     @property
@@ -237,7 +241,7 @@ def _optimization(reader: _Reader | None) -> OptimizationView | None:
         heldout_winner=held.number("winner", 0, 1) if held else None,
         heldout_n=held.integer("n", None) if held else None,
         p_value=held.number("p_value", 0, 1) if held else None,
-        calls=spent.integer("calls") if spent else 0, usd=(spent.number("usd", 0) or 0.0) if spent else 0.0,
+        calls=(spent.integer("calls") or 0) if spent else 0, usd=(spent.number("usd", 0) or 0.0) if spent else 0.0,
         head_source=reader.text("head_source", None, MAX_SOURCE, source=True) or None,
         winner_source=reader.text("winner_source", None, MAX_SOURCE, source=True) or None)
 
@@ -266,8 +270,10 @@ def _trend(item: _Reader):
     from ..history.trend import parse
 
     history = item.child("history")
+    if history is None:
+        return None
     try:
-        return parse(history.data.get("trend")) if history else None
+        return parse(history.data.get("trend"))
     except ValueError as exc:
         raise history.fail("trend", str(exc)) from None
 

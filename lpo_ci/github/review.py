@@ -66,6 +66,7 @@ class Planned:
         """Rebuilt from the replacement lines (never a body taken from the report),
         with a fence no line inside can close."""
         o = self.template.optimization
+        assert o is not None  # a suggestion is planned from a template's fix only
         why = (f"lpo-ci suggests this edit: held-out accuracy {o.heldout_head or 0:.1%} → "
                f"{o.heldout_winner or 0:.1%} (p = {o.p_value or 0:.2g}) on {self.template.data}.")
         if self.untrusted:
@@ -140,7 +141,8 @@ def post_suggestions(api: GitHubAPI, repo: str, number: int, head_sha: str, view
     planned, skipped = plan(view, files, untrusted)
     # Line numbers come from the evaluated file (in Actions, the merge commit's): they hold on
     # the PR's head only if the file there is the same text.
-    evaluated = {p.template.path: p.template.optimization.head_source or "" for p in planned}
+    evaluated = {p.template.path: (o.head_source if (o := p.template.optimization) else None) or ""
+                 for p in planned}
     for path, text in sorted(evaluated.items()):
         at_head = api.file_text(repo, path, head_sha)
         if at_head is None or at_head.replace("\r\n", "\n") != text.replace("\r\n", "\n"):

@@ -29,16 +29,20 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LpoError
 from .report_view import ReportView, TemplateView
+
+if TYPE_CHECKING:
+    from ..spec import Settings
 
 
 @dataclass
 class TemplateGlobs:
     prefix: str                  # the project's folder in the repository ("" or "sub/dir/")
     source: str                  # where the globs were read, for messages
-    settings: object | None      # lpo_ci.spec.Settings, or None when they could not be read
+    settings: Settings | None    # None when they could not be read
     problem: str | None = None   # why no file can be trusted
 
     def is_template(self, repo_path: str) -> bool:
@@ -108,7 +112,7 @@ def _why_withheld(view: ReportView, t: TemplateView, globs: TemplateGlobs) -> st
         return globs.problem
     if not globs.is_template(t.path):
         return f"{t.path} is not a prompt template by the project's globs ({globs.source})"
-    if not o.head_source or not o.winner_source:
+    if o is None or not o.head_source or not o.winner_source:
         return "the report lacks the template's texts the fix is derived from"
     try:
         if _skeleton(o.head_source) != _skeleton(o.winner_source):

@@ -85,6 +85,7 @@ def _open(args: argparse.Namespace, push: bool = False):
     from ..cli import _project_root
     from ..spec import load_settings
     from .hook import open_store
+    from .gitstore import GitBranchStore
 
     root = Path(args.root).resolve() if args.root else _project_root(Path.cwd())
     settings = load_settings(root)
@@ -94,7 +95,7 @@ def _open(args: argparse.Namespace, push: bool = False):
         return settings, LocalStore(Path(args.dir).resolve())
     branch = None if args.branch is None else (args.branch or settings.history_branch)
     store = open_store(settings, branch, remote=args.remote, push=push)
-    if getattr(args, "fetch", False) and branch:
+    if getattr(args, "fetch", False) and isinstance(store, GitBranchStore):
         _warn(store.fetch())
     return settings, store
 

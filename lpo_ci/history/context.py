@@ -10,6 +10,7 @@ import secrets
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from .. import __version__
@@ -30,7 +31,7 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_name(environ: dict[str, str] | None = None) -> str:
+def event_name(environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     return EVENTS.get(environ.get("GITHUB_EVENT_NAME", ""), "manual")
 

@@ -263,7 +263,7 @@ class GitBranchStore(Store):
                 check_chunk(name)
                 contents[name] = union(old.get(name, b""), "".join(line + "\n" for line in lines).encode("utf-8"))
             paths = []
-            for index, (name, data) in enumerate(contents.items()):
+            for index, data in enumerate(contents.values()):
                 path = Path(scratch) / f"blob{index}"
                 path.write_bytes(data)
                 paths.append(str(path))

@@ -127,7 +127,7 @@ class HistoryGates:
             findings.append(drift.creeping(recent[-spec.drift_window:], head, tolerance=tolerance,
                                            alpha=spec.alpha, size=spec.drift_window))
         if self.fresh:
-            on_head = self._on(self._context["commit"])
+            on_head = self._on(self._context["commit"] if self._context else None)
             previous = next((r for r in (series.newest_first() if series else [])
                              if r["fingerprint"] == head["fingerprint"] and r["outcomes"] and on_head(r)), None)
             findings.append(drift.model_drift(previous, head, tolerance=spec.tolerance, alpha=spec.alpha))
@@ -176,7 +176,7 @@ class Recorded:
 
 def check_report(report: Any, file: str | None = None) -> list[dict[str, Any]]:
     """The report's template items, or an error that names the file."""
-    where = {"path": file} if file else {}
+    where: dict[str, Any] = {"path": file} if file else {}
     if not isinstance(report, dict) or not isinstance(report.get("templates"), list):
         raise HistoryError("not an lpo-ci report (no list of templates)", **where,
                            hint="pass the file written by pytest --lpo --lpo-report FILE")
@@ -209,7 +209,7 @@ def record_report(report: dict[str, Any], root: Path, store: Store, *, event: st
         renamed = None
         if template_key(relpath, prefix) not in existing:
             told = [item.get(k) for k in ("renamed_from", "base_template") if item.get(k) != relpath]
-            candidates = [p for p in told if rec.relative_path(p)] + former_paths(root, relpath)
+            candidates = [str(p) for p in told if rec.relative_path(p)] + former_paths(root, relpath)
             renamed = next((p for p in candidates if template_key(p, prefix) in existing), None)
         built = rec.build(item, context, template_sha=rec.text_sha(text), renamed_from=renamed,
                           dirty=relpath in dirty)

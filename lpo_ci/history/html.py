@@ -190,7 +190,8 @@ def mini_sparkline(columns: Columns) -> str:
     for run in columns.runs():
         if len(run) > 1:
             pieces.append(_path([2 + (width - 4) * i / (count - 1) for i in run],
-                                [2 + (height - 4) * (high - columns.acc[i]) / span for i in run]))
+                                [2 + (height - 4) * (high - value) / span for i in run
+                                 if (value := columns.acc[i]) is not None]))
     return (f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
             + "".join(f'<path d="{d}"/>' for d in pieces) + "</svg>")
 

@@ -106,7 +106,7 @@ def build(item: dict[str, Any], context: dict[str, Any], *, template_sha: str,
         return None
     examples = item.get("examples") or []
     ids = [str(e["id"]) for e in examples]
-    packed = "".join(OUTCOME_CODES.get((e.get("head") or {}).get("outcome"), ERROR) for e in examples)
+    packed = "".join(OUTCOME_CODES.get((e.get("head") or {}).get("outcome") or "", ERROR) for e in examples)
     usage = head.get("usage") or {}
     record = {
         "format": FORMAT, "run": context.get("run", ""), "tool": context.get("tool", ""),

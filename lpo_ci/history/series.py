@@ -61,7 +61,7 @@ class Series:
         """The last ``count`` records that ``keep`` accepts (all of them for None), oldest first."""
         if count is None:
             return [r for r in self.records() if keep is None or keep(r)]
-        found = []
+        found: list[dict[str, Any]] = []
         for candidate in self.newest_first():
             if len(found) >= count:
                 break

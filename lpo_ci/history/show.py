@@ -97,7 +97,7 @@ def table(selected: list[Series], last: int | None, keep=None) -> str:
         cells = [header] + [_line(r, marks) for r, marks in lines]
         dirty = dirty or any(r.get("dirty") for r, _ in lines)
         widths = [max(len(row[c]) for row in cells) for c in range(len(header))]
-        for index, row in enumerate(cells):
+        for row in cells:
             parts = [cell.rjust(w) if c in (2, 4, 6) else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths))]
             out.append("  " + "  ".join(parts).rstrip())
         out.append("")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence, Set as AbstractSet
+
 BLOCKS = "▁▂▃▄▅▆▇█"
 GAP = " "  # between records that are not comparable (different fingerprints)
 MIN_SPAN = 0.10  # a scale no narrower than ten points, so noise does not look like a cliff
 
 
-def scale(values: list[float | None]) -> tuple[float, float]:
+def scale(values: Sequence[float | None]) -> tuple[float, float]:
     """The low and high ends of the scale for ``values`` (accuracies in [0, 1])."""
     known = [v for v in values if v is not None]
     if not known:
@@ -20,7 +22,7 @@ def scale(values: list[float | None]) -> tuple[float, float]:
     return low, high
 
 
-def sparkline(values: list[float | None], breaks: set[int] = frozenset()) -> str:
+def sparkline(values: Sequence[float | None], breaks: AbstractSet[int] = frozenset()) -> str:
     """One block per value between the lowest and highest; a gap before each index in
     ``breaks``; a space for a value that is unknown."""
     low, high = scale(values)

@@ -110,7 +110,7 @@ class Shard:
     def _record(self, index: int, line: int) -> dict[str, Any] | None:
         slots = self._slots(index)
         if slots[line] is _UNPARSED:
-            raw, parsed = self.chunks[index].lines[line], None
+            raw, parsed = self.chunks[index].split()[line], None
             if raw.strip():
                 try:
                     parsed = rec.loads(raw)
@@ -122,16 +122,16 @@ class Shard:
     def records(self) -> list[dict[str, Any]]:
         """Every record, in the order they were appended."""
         self._load([c for c in self.chunks if c.data is None])
-        found = []
+        found: list[dict[str, Any]] = []
         for index in range(len(self.chunks)):
             self._parse_all(index)
-            found += [r for r in self._parsed[index] if r is not None]
+            found += [r for r in self._slots(index) if r is not None]
         return found
 
     def _parse_all(self, index: int) -> None:
         """Parse a whole file in one JSON call (several times faster than line by line); a file
         with a line that is not JSON is parsed line by line, to name that line."""
-        slots, lines = self._slots(index), self.chunks[index].lines
+        slots, lines = self._slots(index), self.chunks[index].split()
         todo = [n for n, slot in enumerate(slots) if slot is _UNPARSED and lines[n]]
         values = None
         # one JSON object per line, as written here (anything else is parsed line by line)

@@ -41,7 +41,8 @@ class OptimizeOptions:
     alpha: float = 0.05
     seed: int = 0
     proposers: tuple[str, ...] | None = None  # default: operators, plus LLM styles with an optimizer model
-    mark_sources: tuple[str, ...] | None = None  # default: diff (with a base), llm (with an optimizer model), else ablation
+    # default: diff (with a base), llm (with an optimizer model), else ablation
+    mark_sources: tuple[str, ...] | None = None
     optimizer_model: str | None = None
     budget: Budget = field(default_factory=Budget)
 

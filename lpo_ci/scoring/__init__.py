@@ -16,12 +16,14 @@ new ones as if nothing happened.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import importlib
 import inspect
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,22 +221,21 @@ def _source_digest(fn: Callable) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
-def _takes_example(fn: Callable) -> bool:
-    """Whether ``fn`` accepts a third argument (or ``example=``)."""
+def _takes_example(fn: Callable) -> str | None:
+    """How ``fn`` takes the example: as its third argument ("positional"), only as
+    ``example=`` ("keyword"), or not at all (None)."""
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        return False
-    try:
-        signature.bind("response", "target", None)
-        return True
-    except TypeError:
-        pass
-    try:
-        signature.bind("response", "target", example=None)
-        return True
-    except TypeError:
-        return False
+        return None
+    for how, args, kwargs in (("positional", ("response", "target", None), {}),
+                              ("keyword", ("response", "target"), {"example": None})):
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError:
+            continue
+        return how
+    return None
 
 
 @dataclass(frozen=True)
@@ -246,12 +247,14 @@ class _UserScorer:
     fn: Callable[..., object]
     path: str | None = None
     line: int | None = None
-    with_example: bool = False
+    with_example: str | None = None  # "positional", "keyword" (example=...), or None
     version: str = "user"
 
     def __call__(self, response: str, target: str, example: Any = None) -> Score:
         try:
-            if self.with_example:
+            if self.with_example == "keyword":
+                result = self.fn(response, target, example=example)
+            elif self.with_example:
                 result = self.fn(response, target, example)
             else:
                 result = self.fn(response, target)
@@ -279,7 +282,23 @@ class _UserScorer:
         )
 
 
-def _load_user_scorer(name: str, path, line) -> _UserScorer:
+@contextlib.contextmanager
+def _importable_from(root: Any) -> Iterator[None]:
+    """The project root on ``sys.path`` for the length of one import, then as it was:
+    a user scorer is found in the project without changing the process's import path."""
+    if root is None or str(root) in sys.path:
+        yield
+        return
+    entry = str(root)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
+
+
+def _load_user_scorer(name: str, path, line, root: Any = None) -> _UserScorer:
     module_name, _, attr_path = name.partition(":")
     hint = ("write it as 'package.module:function', with the module importable "
             "from the project root, defining def function(response, target) -> bool "
@@ -287,7 +306,8 @@ def _load_user_scorer(name: str, path, line) -> _UserScorer:
     if not module_name or not attr_path or ":" in attr_path:
         raise SpecError(f"invalid scorer name {name!r}", path=path, line=line, hint=hint)
     try:
-        target = importlib.import_module(module_name)
+        with _importable_from(root):
+            target = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or an error raised while importing
         raise SpecError(
             f"cannot import module {module_name!r} for scorer {name!r}: "
@@ -329,13 +349,14 @@ def _compile_regex_scorer(options: dict, path, line) -> Scorer:
 # Public entry points
 
 
-def get_scorer(name: str, options: dict | None = None, *, path=None, line=None) -> Scorer:
+def get_scorer(name: str, options: dict | None = None, *, path=None, line=None, root=None) -> Scorer:
     """The scorer called ``name``; spec errors point at ``path``:``line``, the
     place the scorer was named, so they are reported before any model call.
 
     ``options``: ``pattern`` for ``regex``; ``task`` (a BIG-bench Hard task) for the
     ``lm-eval:bbh-*`` modes whose filter depends on it. The judge is built by
-    ``lpo_ci.scoring.judge.build_judge``, since it needs a model client.
+    ``lpo_ci.scoring.judge.build_judge``, since it needs a model client. ``root``: the
+    project root, where a ``module:function`` scorer is imported from.
     """
     valid = "use one of: " + ", ".join(SCORER_NAMES)
     if not isinstance(name, str):
@@ -357,7 +378,7 @@ def get_scorer(name: str, options: dict | None = None, *, path=None, line=None) 
         raise SpecError("the 'judge' scorer needs a judge model client", path=path, line=line,
                         hint="build it with lpo_ci.scoring.judge.build_judge")
     elif ":" in name:
-        scorer = _load_user_scorer(name, path, line)
+        scorer = _load_user_scorer(name, path, line, root)
     else:
         raise SpecError(f"unknown scorer {name!r}", path=path, line=line, hint=valid)
     return _NonEmpty(scorer)
@@ -401,4 +422,4 @@ def build_scorer(spec: Any, name: str, settings: Any = None, cache: Any = None) 
             if own["path"] and not str(own["path"]).endswith("pyproject.toml"):
                 raise SpecError(f"'{key}' is set but the scorer is {name!r}, not 'judge'",
                                 **own, hint="add 'scorer: judge', or remove the key")
-    return get_scorer(name, options, **where)
+    return get_scorer(name, options, **where, root=getattr(settings, "root", None))

@@ -161,9 +161,9 @@ def _options(text: str, options: dict[str, str], scan: bool) -> list[Candidate]:
         bare = _SPAN_LETTER.match(text)
         if bare and (not options or bare.group(1) in options):
             found.append(Candidate(bare.start(1), bare.end(1), f"({bare.group(1)})"))
-    pattern, by_key = _option_text_pattern(options)
-    if pattern is not None:
-        for match in pattern.finditer(text):
+    text_pattern, by_key = _option_text_pattern(options)
+    if text_pattern is not None:
+        for match in text_pattern.finditer(text):
             key = " ".join(re.findall(r"\w+", match.group(0))).lower() or match.group(0).strip()
             if key in by_key:
                 found.append(Candidate(match.start(), match.end(), by_key[key]))
@@ -403,8 +403,9 @@ def canonical_target(target: str, kind: Kind) -> str:
         return text.lower()
     if kind is Kind.OPTION:
         return text if text.startswith("(") else f"({text})"
-    if kind is Kind.NUMBER:
-        return format_number(parse_number(text))
+    if kind is Kind.NUMBER:  # a number kind comes from a target that parses as one
+        value = parse_number(text)
+        return format_number(value) if value is not None else text
     if kind is Kind.BRACKETS:
         return "".join(text.split())
     return normalize_text(text)

@@ -282,7 +282,7 @@ _MULTIPLE_CHOICE = ("date_understanding disambiguation_qa geometric_shapes hyper
 _YES_NO = r"\b(Yes|No|yes|no)\b"
 
 
-def bbh_flexible_filter(task: str, group_select: int) -> Callable[[str, str], str]:
+def bbh_flexible_filter(task: str | None, group_select: int) -> Callable[[str, str], str]:
     """The ``flexible-extract`` filter of a BBH task in the (cot_)zeroshot YAMLs."""
     if task in _MULTIPLE_CHOICE:
         return MultiChoiceFilter(group_select)
@@ -299,7 +299,7 @@ def bbh_flexible_filter(task: str, group_select: int) -> Callable[[str, str], st
     patterns = {"boolean_expressions": r"\b(True|False)\b", "causal_judgement": _YES_NO,
                 "navigate": _YES_NO, "formal_fallacies": r"\b(valid|invalid)\b",
                 "dyck_languages": r"(?<= )([\" \[\(<{}>\)\]]+)|([\" \[\(<{}>\)\]]+)"}
-    return RegexFilter(patterns[task], group_select)
+    return RegexFilter(patterns[task or ""], group_select)
 
 
 @dataclass(frozen=True)

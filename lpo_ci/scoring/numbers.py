@@ -142,16 +142,16 @@ def find_numbers(text: str, *, words: bool = True) -> list[NumberMatch]:
         found.append(NumberMatch(match.start(), match.end(), value, match.group(0)))
     if words:
         for match in _NUMBER_WORDS.finditer(text):
-            value = words_value(match.group(0))
-            if value is not None:
-                found.append(NumberMatch(match.start(), match.end(), Fraction(value),
+            word_value = words_value(match.group(0))
+            if word_value is not None:
+                found.append(NumberMatch(match.start(), match.end(), Fraction(word_value),
                                          match.group(0), word=True))
                 continue
             for single in re.finditer(r"[A-Za-z]+", match.group(0)):  # "three four": two numbers
-                value = words_value(single.group(0))
-                if value is not None:
+                single_value = words_value(single.group(0))
+                if single_value is not None:
                     start = match.start() + single.start()
-                    found.append(NumberMatch(start, start + len(single.group(0)), Fraction(value),
+                    found.append(NumberMatch(start, start + len(single.group(0)), Fraction(single_value),
                                              single.group(0), word=True))
         found.sort(key=lambda m: m.start)
     return found

@@ -57,7 +57,7 @@ class _Devtools:
                 return message.get("result", {})
             self.events.append(message)
 
-    async def wait_for(self, method: str, timeout: float = 60):
+    async def wait_for(self, method: str, timeout: float = 60):  # noqa: ASYNC109 - a polling deadline
         deadline = time.monotonic() + timeout
         while not any(e.get("method") == method for e in self.events):
             message = json.loads((await self.ws.receive(timeout=max(0.1, deadline - time.monotonic()))).data)

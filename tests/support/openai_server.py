@@ -270,7 +270,7 @@ class _Handler(TrackingHandler):
 
         try:
             answers = [fake.answer(prompt) for prompt in prompts]
-        except Exception as error:  # a broken answer() should fail the call visibly, not hang it
+        except Exception as error:  # noqa: BLE001 - a broken answer() should fail the call visibly, not hang it
             fake._count_failure()
             self._send_error(500, f"answer() raised {error!r}", "server_error")
             return
