@@ -401,3 +401,29 @@ def test_small_dataset_that_cannot_support_a_fix_says_so_and_suggests_nothing(tm
     assert result.evidence["strength"] in ("weak", "none")
     if result.evidence["strength"] == "weak":
         assert "weak evidence: not suggested" in result.reason
+
+
+def test_the_suggestion_and_the_revert_are_shown_in_the_terminal_the_report_and_the_comment(tmp_path):
+    from lpo_ci.github.comment import render
+    from lpo_ci.github.report_view import load_report
+    from lpo_ci.report import build_report, write_json
+    from lpo_ci.runner import optimization_text
+
+    head = REVIEW_BASE.replace("negative.", f"negative. {WANTED}").replace("Sentiment: positive", "Sentiment: X") \
+        .replace("Sentiment: negative", "Sentiment: positive").replace("Sentiment: X", "Sentiment: negative")
+    with fake_openai_server(answer=review_model(0.3)) as server:
+        verdict, result = gate_and_optimize(tmp_path, server, head, review_rows())
+    data = result.to_dict()
+    text = optimization_text(data)
+    assert f"keeps {result.intent['kept']} of the {result.intent['pr_words']} words your change added or removed" \
+        in text
+    assert "reverting your change restores 100.0% held-out accuracy" in text
+    assert f"evidence: {result.evidence['strength']}" in text
+    item = {"template": "prompts/reviews.j2", "line": 1, "status": "fail", "reason": verdict.reason,
+            "data": "data/reviews.jsonl", "model": "openai/fake", **{k: v for k, v in verdict.to_dict().items()
+                                                                     if k not in ("status", "reason")},
+            "head": {"n": verdict.n_paired}, "usage": {"calls": 0}, "examples": [], "optimization": data}
+    write_json(tmp_path / "r.json", build_report([item]))
+    body = render(load_report(tmp_path / "r.json"), marker=False, limit=65000)
+    assert "Reverting your change instead restores 100.0%" in body
+    assert f"{result.evidence['strength']} evidence" in body
