@@ -50,13 +50,14 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     return min(1.0, sum(comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1)))
 
 
-async def score_task(task: str, samples: int, workdir: Path, extra_shots: int = 0) -> dict:
+async def score_task(task: str, samples: int, workdir: Path, extra_shots: int = 0, option_text: bool = False) -> dict:
     from lpo_ci.evaluate import evaluate
     from lpo_ci.render import compile_template
     from lpo_ci.runner import Session
     from lpo_ci.scoring import Outcome
 
-    source = direct_prompt(task, samples=samples, extra_shots=extra_shots)
+    source = direct_prompt(task, samples=samples, extra_shots=extra_shots, option_text=option_text,
+                           max_tokens=24 if option_text else 8)
     settings, template = project(workdir, task, source, workdir / "cache")
     prepared = Session(settings, use_git=False).prepare(template)
     started = time.perf_counter()
@@ -78,6 +79,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--extra-shots", type=int, default=0,
                         help="exemplars from the data's tail added after the three published ones")
+    parser.add_argument("--option-text", action="store_true",
+                        help="exemplar answers carry the option's text after its letter: '(D) 12/14/1937'")
     parser.add_argument("--margin", type=float, default=0.10)
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--memo", default="/tmp/lpo-opt-cache/generations",
@@ -89,12 +92,13 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="lpo-tasks-") as tmp:
         for task in args.tasks:
-            row = asyncio.run(score_task(task, args.samples, Path(tmp), args.extra_shots))
+            row = asyncio.run(score_task(task, args.samples, Path(tmp), args.extra_shots, args.option_text))
             row["qualifies"] = row["accuracy"] >= row["chance"] + args.margin and row["p"] < args.alpha
             rows.append(row)
             print(f"{task:<42} acc {row['accuracy']:.2f}  chance {row['chance']:.2f}  p {row['p']:.2g}  "
                   f"fmt {row['format_failures']}  {row['seconds']:.0f}s", file=sys.stderr, flush=True)
-    print(f"BBH direct-answer {3 + args.extra_shots}-shot prompts, embedded model, {args.samples} examples per task")
+    print(f"BBH direct-answer {3 + args.extra_shots}-shot prompts{' with option text' if args.option_text else ''}, "
+          f"embedded model, {args.samples} examples per task")
     print(f"{'task':<42} {'acc':>5} {'chance':>6} {'major':>5} {'1/k':>5} {'fmt':>4} {'p':>8}  qualifies")
     for row in sorted(rows, key=lambda r: r["accuracy"] - r["chance"], reverse=True):
         print(f"{row['task']:<42} {row['accuracy']:5.2f} {row['chance']:6.2f} {row['majority']:5.2f} "

@@ -68,16 +68,27 @@ def spec_header(task: str, samples: int = 48, max_tokens: int = 8) -> str:
     return SPEC.format(task=task, samples=samples, max_tokens=max_tokens)
 
 
+def with_option_text(question: str, answer: str) -> str:
+    """"(D)" -> "(D) 12/14/1937": the option's own text after its letter, as in the question's list."""
+    found = re.search(r"^" + re.escape(answer) + r" (.+)$", question, re.MULTILINE)
+    return f"{answer} {found.group(1).strip()}" if found else answer
+
+
 def direct_prompt(task: str, *, instruction: str | None = None, shots: list[tuple[str, str]] | None = None,
-                  cue: str = "A:", samples: int = 48, extra_shots: int = 0) -> str:
+                  cue: str = "A:", samples: int = 48, extra_shots: int = 0, option_text: bool = False,
+                  max_tokens: int = 8) -> str:
     """A few-shot direct-answer prompt: instruction, exemplars (the published ones, then
-    ``extra_shots`` from the data's tail), the question, the answer cue."""
+    ``extra_shots`` from the data's tail), the question, the answer cue. With ``option_text``
+    an exemplar's answer letter is followed by the option's text, which a small model copies
+    from the question's list far better than it picks a bare letter."""
     default_instruction, default_shots = exemplars(task)
     instruction = default_instruction if instruction is None else instruction
     shots = default_shots + tail_shots(task, extra_shots) if shots is None else shots
+    if option_text:
+        shots = [(q, with_option_text(q, a)) for q, a in shots]
     body = "".join(f"Q: {escape(q)}\n{cue} {escape(a)}\n\n" for q, a in shots)
     head = f"{instruction}\n\n" if instruction else ""
-    return spec_header(task, samples) + f"{head}{body}Q: {{{{ input }}}}\n{cue}"
+    return spec_header(task, samples, max_tokens) + f"{head}{body}Q: {{{{ input }}}}\n{cue}"
 
 
 def project(workdir: Path, name: str, source: str, cache_dir: Path, files: dict[str, str] | None = None):

@@ -457,15 +457,14 @@ class Search:
         proposers = self.proposers()
         result.announcement = self.announce(head.marks, proposers)
         if revert is not None and revert != self.head.source:
-            self.seen.add(revert)
-            self.revert_node = self.node(revert, head, REVERT)
+            self.revert_node = self.node(revert, head, REVERT)  # tested on held-out whatever the search finds
         if not head.marks and self.revert_node is None:
             result.reason = "nothing to edit: no editable tokens were marked"
             return self._finish(result)
         beam = [head]
         self.record_curve(head)
         for round_ in range(o.rounds):
-            children = [self.revert_node] if round_ == 0 and self.revert_node is not None else []
+            children = []
             for parent in beam:
                 if parent.marks:
                     children += await self.propose(parent, proposers)
@@ -483,7 +482,12 @@ class Search:
 
     def choose_finalists(self, head: Node) -> list[Node]:
         """The revert, the best dev candidate, and the good candidate that undoes least of the PR."""
-        good = [n for n in self.scored if n.origin != REVERT and n.correct() > head.correct()]
+        revert = self.revert_node.source if self.revert_node is not None else None
+        proposed = next((n for n in self.scored if n.source == revert), None)
+        if proposed is not None:  # the search scored it on dev: keep those numbers
+            proposed.origin = self.revert_node.origin
+            self.revert_node = proposed
+        good = [n for n in self.scored if n.source != revert and n.correct() > head.correct()]
         chosen = [self.revert_node] if self.revert_node is not None else []
         if good:
             best = max(good, key=lambda n: (n.correct(), -n.changed_tokens))
@@ -491,7 +495,7 @@ class Search:
             keeping = min((n for n in good if n.correct() >= floor),
                           key=lambda n: (self.undone(n), n.changed_tokens, -n.correct()))
             for node in (keeping, best):
-                if node not in chosen and node.source != (self.revert_node.source if self.revert_node else None):
+                if node not in chosen:
                     chosen.append(node)
         return chosen[:max(1, self.options.finalists)]
 
