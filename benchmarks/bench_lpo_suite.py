@@ -31,10 +31,12 @@ from pathlib import Path
 from statistics import mean, median
 
 from lpo_bench import dump, memoize_generations, mirror, project
-from lpo_cases import Case, variants
+from lpo_cases import Case, length_variants, variants
 
-OPERATORS_ONLY = ("restore", "delete", "swap", "phrase")
-WITH_REWRITE = OPERATORS_ONLY + ("rewrite",)
+PROPOSER_SETS = {"operators": ("restore", "delete", "swap", "phrase"),
+                 "rewrite": ("restore", "delete", "swap", "phrase", "rewrite"),
+                 "search": ("delete", "swap", "phrase"),
+                 "search+rewrite": ("delete", "swap", "phrase", "rewrite")}
 
 
 # --- the gate ----------------------------------------------------------------------
@@ -103,7 +105,7 @@ async def one_run(case: Case, verdict, mode: str, seed: int, proposers: tuple[st
     pick = next((f for f in result.finalists if f["source"] == result.winner_source), {}) if accepted else {}
     return {
         "case": case.name, "kind": case.kind, "small": case.small, "mode": mode, "seed": seed,
-        "proposers": "+rewrite" if "rewrite" in proposers else "operators",
+        "proposers": next(k for k, v in PROPOSER_SETS.items() if v == proposers),
         "accepted": accepted, "strength": result.evidence.get("strength"), "route": result.evidence.get("route"),
         "heldout_n": len(search.heldout), "dev_n": len(search.dev),
         "head": head_acc, "base": base_acc, "winner": winner_acc, "recovery": recovery,
@@ -181,6 +183,29 @@ def print_convergence(rows: list[dict]) -> None:
             print(f"{case:<48} {proposers:<9} {cells[0]:>12} {cells[1]:>12}")
 
 
+def print_lengths(rows: list[dict]) -> None:
+    """The length study: per prompt length, calls to the best held-out accuracy, local vs global."""
+    sized = [r for r in rows if "@" in r["case"]]
+    if not sized:
+        return
+    length = lambda r: int(r["case"].split("@", 1)[1].split("/", 1)[0])  # noqa: E731
+    print("\nprompt length vs calls to the best held-out accuracy (mean over cases and seeds)")
+    print(f"{'length':>6} {'proposers':<9} {'local calls':>11} {'global calls':>12} {'global/local':>12} "
+          f"{'local best':>10} {'global best':>11} {'local acc.':>10} {'global acc.':>11}")
+    for size in sorted({length(r) for r in sized}):
+        for proposers in sorted({r["proposers"] for r in sized}):
+            cells = {}
+            for mode in ("local", "global"):
+                mine = [r for r in sized if length(r) == size and r["mode"] == mode and r["proposers"] == proposers]
+                calls = [r["calls_to_best"] for r in mine if r["calls_to_best"] is not None]
+                cells[mode] = (mean(calls) if calls else None, mean(r["best_heldout"] for r in mine) if mine else None,
+                               sum(r["accepted"] for r in mine), len(mine))
+            ratio = (cells["global"][0] / cells["local"][0]) if cells["local"][0] and cells["global"][0] else None
+            print(f"{size:>6} {proposers:<9} {fmt(cells['local'][0]):>11} {fmt(cells['global'][0]):>12} "
+                  f"{fmt(ratio):>12} {fmt(cells['local'][1]):>10} {fmt(cells['global'][1]):>11} "
+                  f"{cells['local'][2]}/{cells['local'][3]:<8} {cells['global'][2]}/{cells['global'][3]}")
+
+
 def print_accepted(rows: list[dict]) -> None:
     print("\nevery accepted suggestion (distinct), to read")
     seen = set()
@@ -230,14 +255,22 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=[])
     parser.add_argument("--select", action="store_true", help="gate every variant and choose the suite's cases")
     parser.add_argument("--per-task", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", help="with --select: only these variants (e.g. cue-answer intent-label)")
     parser.add_argument("--suite-file", help="JSON list of case names (written by --select)")
     parser.add_argument("--cases", nargs="+", help="run only these cases")
     parser.add_argument("--modes", nargs="+", default=["local", "global"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget-calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--proposers", nargs="+", default=["operators"], choices=["operators", "rewrite"],
-                        help="operators: the LLM-free operators; rewrite: plus the embedded model's rewrites")
+    parser.add_argument("--proposers", nargs="+", default=["operators"],
+                        choices=["operators", "rewrite", "search", "search+rewrite"],
+                        help="operators: the LLM-free operators; rewrite: plus the embedded model's rewrites; "
+                             "search: without 'restore' (what the marks do, when the base's text is not offered)")
+    parser.add_argument("--lengths", type=int, nargs="+", help="the length study: prompt lengths in tokens")
+    parser.add_argument("--length-task", help="the task whose prompt is padded to each length")
+    parser.add_argument("--length-kinds", nargs="+", default=["reword-0", "intent-label"],
+                        help="the regressions injected at each length")
+    parser.add_argument("--option-text", action="store_true", help="exemplar answers carry the option's text")
     parser.add_argument("--memo", default="/tmp/lpo-opt-cache/generations")
     parser.add_argument("--json", help="write every row here (rewritten after each run)")
     args = parser.parse_args()
@@ -245,15 +278,20 @@ def main() -> int:
     memoize_generations(Path(args.memo))
     from lpo_cases import load_suite
 
-    known = {c.name: c for c in variants(args.tasks or sorted({
-        n.split("/")[0] for n in (load_suite(Path(args.suite_file)) if args.suite_file and not args.select else [])
-        if not n.startswith("review-sentiment")}))}
+    tasks = args.tasks or sorted({n.split("/")[0] for n in (load_suite(Path(args.suite_file))
+                                  if args.suite_file and not args.select else []) if not n.startswith("review-")})
+    pool = variants(tasks, option_text=args.option_text)
+    if args.lengths:
+        pool += length_variants(args.length_task, args.lengths, args.length_kinds, args.option_text)
+    known = {c.name: c for c in pool}
     with tempfile.TemporaryDirectory(prefix="lpo-suite-") as tmp:
         workdir = Path(tmp)
         if args.select:
-            select(list(known.values()), workdir, args.per_task, args.suite_file)
+            chosen = [c for c in known.values() if not args.variants or c.name.split("/")[1] in args.variants]
+            select(chosen, workdir, args.per_task, args.suite_file)
             return 0
-        names = args.cases or load_suite(Path(args.suite_file))
+        names = args.cases or (load_suite(Path(args.suite_file)) if args.suite_file else
+                               [c.name for c in pool if "@" in c.name])
         cases = [known[n] for n in names]
         rows = []
         for case in cases:
@@ -261,7 +299,7 @@ def main() -> int:
             print(f"# {case.name}: gate {g['status']} base {fmt(g['base'])} head {fmt(g['head'])} p {g['p']:.2g}",
                   file=sys.stderr, flush=True)
             for proposers in args.proposers:
-                names_ = WITH_REWRITE if proposers == "rewrite" else OPERATORS_ONLY
+                names_ = PROPOSER_SETS[proposers]
                 for seed in args.seeds:
                     for mode in args.modes:
                         row = asyncio.run(one_run(case, g["verdict"], mode, seed, names_, args.budget_calls, workdir,
@@ -280,6 +318,7 @@ def main() -> int:
     if small:
         summarize(small, "small dataset cases")
     print_convergence(rows)
+    print_lengths(rows)
     print_accepted(rows)
     return 0
 

@@ -553,6 +553,8 @@ class Search:
                           key=lambda row: (rank[row["strength"]], row["undone"], row["changed_tokens"]))
         pick = accepted[0] if accepted else max(rows, key=lambda row: (row["heldout"], -row["undone"]))
         result.winner_source = pick["source"]
+        if pick["dev"] is not None:
+            result.dev["winner"] = pick["dev"]
         result.heldout = {"n": n, "head": head_acc, "winner": pick["heldout"], "improved": pick["improved"],
                           "worsened": pick["worsened"], "p_value": pick["p_value"]}
         result.changes = patch.describe(patch.token_changes(head.source, pick["source"]))
