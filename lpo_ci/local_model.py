@@ -229,6 +229,72 @@ def generate(prompt: str, *, max_tokens: int | None = None, temperature: float =
                       choice.get("finish_reason") or "stop")
 
 
+@dataclass
+class TokenLogprob:
+    token: str
+    logprob: float  # natural log of the probability the model gives this token here
+
+
+def token_logprobs(context: str, text: str) -> list[TokenLogprob]:
+    """How likely the model finds each token of ``text`` right after ``context``.
+
+    A base model is a judge of "is this normal text here": the optimizer's fluency guard
+    compares these numbers for an edited line and the line it replaces. One forward pass
+    over context and text, with logits kept only where a token of ``text`` is predicted.
+    The context is cut from the left when both do not fit in the context window.
+    """
+    import numpy as np
+
+    with _lock:
+        llm = load()
+        whole = llm.tokenize((context + text).encode("utf-8"), add_bos=True, special=False)
+        prefix = llm.tokenize(context.encode("utf-8"), add_bos=True, special=False)
+        start = 0  # the first token of ``text``: where the two tokenizations part
+        while start < min(len(prefix), len(whole)) and prefix[start] == whole[start]:
+            start += 1
+        start = max(start, 1)  # the BOS token is never predicted
+        room = llm.n_ctx() - 1
+        if len(whole) - start >= room:
+            raise PromptTooLong(len(whole) - start, llm.n_ctx())
+        if len(whole) > room:  # keep BOS, drop the oldest context
+            cut = len(whole) - room
+            whole = whole[:1] + whole[1 + cut:]
+            start -= cut
+        n_vocab, batch, ctx = llm.n_vocab(), llm._batch, llm._ctx
+        llm.reset()
+        ctx.kv_cache_clear()
+        logprobs: list[float] = []
+        try:
+            for first in range(0, len(whole), llm.n_batch):
+                chunk = whole[first:first + llm.n_batch]
+                b = batch.batch
+                b.n_tokens = len(chunk)
+                wanted = []
+                for i, token in enumerate(chunk):
+                    pos = first + i
+                    b.token[i], b.pos[i], b.n_seq_id[i] = token, pos, 1
+                    b.seq_id[i][0] = 0
+                    b.logits[i] = start - 1 <= pos < len(whole) - 1
+                    if b.logits[i]:
+                        wanted.append((i, whole[pos + 1]))
+                ctx.decode(batch)
+                for i, following in wanted:
+                    row = np.ctypeslib.as_array(ctx.get_logits_ith(i), shape=(n_vocab,))
+                    peak = float(row.max())
+                    log_total = peak + float(np.log(np.exp(row - peak).sum()))
+                    logprobs.append(float(row[following]) - log_total)
+        finally:
+            ctx.kv_cache_clear()  # the next generation starts from an empty cache
+            llm.reset()
+        pieces = [llm.detokenize([t]).decode("utf-8", errors="replace") for t in whole[start:]]
+    return [TokenLogprob(token, value) for token, value in zip(pieces, logprobs)]
+
+
+async def token_logprobs_async(context: str, text: str) -> list[TokenLogprob]:
+    """``token_logprobs`` off the event loop, queued with the model's other work."""
+    return await _run_in_worker(token_logprobs, context, text)
+
+
 def _run_in_worker(fn, *args, **kwargs):
     """Run off the event loop in our own single worker thread, so that calls queued
     behind the lock do not occupy the default executor litellm itself uses."""

@@ -169,6 +169,31 @@ def _body(text: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
+def changed_lines(old: str, new: str) -> list[tuple[int, int, int, int]]:
+    """Line ranges ``(i1, i2, j1, j2)``: lines ``old[i1:i2]`` became ``new[j1:j2]`` (0-based, lines
+    split on ``"\\n"``), one range per run of token changes that share a line, trimmed to the
+    lines that differ."""
+    a, b = old.split("\n"), new.split("\n")
+    groups: list[list[int]] = []
+    shift = 0
+    for c in token_changes(old, new):
+        start, end = c.start + shift, c.start + shift + len(c.new)
+        shift += len(c.new) - len(c.old)
+        group = [c.line - 1, old.count("\n", 0, c.end) + 1, new.count("\n", 0, start), new.count("\n", 0, end) + 1]
+        if groups and group[0] < groups[-1][1]:  # two changes on one line: one region
+            groups[-1][1], groups[-1][3] = group[1], group[3]
+        else:
+            groups.append(group)
+    trimmed = []
+    for i1, i2, j1, j2 in groups:
+        while i1 < i2 and j1 < j2 and a[i1] == b[j1]:  # keep only the lines that differ
+            i1, j1 = i1 + 1, j1 + 1
+        while i1 < i2 and j1 < j2 and a[i2 - 1] == b[j2 - 1]:
+            i2, j2 = i2 - 1, j2 - 1
+        trimmed.append((i1, i2, j1, j2))
+    return trimmed
+
+
 def suggestions(old: str, new: str) -> list[Suggestion]:
     """The token changes grouped into line ranges of ``old`` (ranges at most one unchanged line
     apart are merged), each with the new lines that replace it.
@@ -184,23 +209,8 @@ def suggestions(old: str, new: str) -> list[Suggestion]:
         return [Suggestion(1, _body(old).count("\n") + 1, "")]
     old, new = _body(old), _body(new)
     a, b = old.split("\n"), new.split("\n")
-    groups: list[list[int]] = []  # [i1, i2, j1, j2]: a[i1:i2] becomes b[j1:j2]
-    shift = 0
-    for c in token_changes(old, new):
-        start, end = c.start + shift, c.start + shift + len(c.new)
-        shift += len(c.new) - len(c.old)
-        group = [c.line - 1, old.count("\n", 0, c.end) + 1, new.count("\n", 0, start), new.count("\n", 0, end) + 1]
-        if groups and group[0] < groups[-1][1]:  # two changes on one line: one region
-            groups[-1][1], groups[-1][3] = group[1], group[3]
-        else:
-            groups.append(group)
-
     merged: list[list[int]] = []
-    for i1, i2, j1, j2 in groups:
-        while i1 < i2 and j1 < j2 and a[i1] == b[j1]:  # keep only the lines that differ
-            i1, j1 = i1 + 1, j1 + 1
-        while i1 < i2 and j1 < j2 and a[i2 - 1] == b[j2 - 1]:
-            i2, j2 = i2 - 1, j2 - 1
+    for i1, i2, j1, j2 in changed_lines(old, new):
         if merged and i1 - merged[-1][1] <= 1:
             merged[-1][1], merged[-1][3] = i2, j2
         else:

@@ -388,7 +388,7 @@ class Session:
             loader = self.loader(template.relpath)
             return asyncio.run(closing_clients(optimize_template(
                 head_source=template.source, base_source=report.base_source, relpath=template.relpath,
-                prepared=report.prepared, options=options, say=say,
+                prepared=report.prepared, options=options, gate=report.verdict, say=say,
                 compile=lambda source: compile_template(source, template.relpath, loader))))
 
         def compile_through(source: str):
@@ -399,7 +399,8 @@ class Session:
             say(f"the change came through {target} (included by {template.relpath}): the search edits {target}")
         return asyncio.run(closing_clients(optimize_template(
             head_source=report.head_files[target], base_source=report.base_files.get(target), relpath=target,
-            prepared=report.prepared, options=options, say=say, compile=compile_through)))
+            prepared=report.prepared, options=options, gate=report.verdict, say=say,
+            compile=compile_through)))
 
 
 def optimization_text(optimization: dict[str, Any]) -> str:
@@ -414,6 +415,7 @@ def optimization_text(optimization: dict[str, Any]) -> str:
         if held:
             line += f"; held-out {held['head']:.1%} -> {held['winner']:.1%} (n={held['n']})"
         lines.append(line)
+    lines += [f"    {line}" for line in fix_lines(optimization)]
     lines.append(f"    budget: {spent['calls']} of {limits['calls']} calls, {spent['tokens']} tokens, "
                  f"${spent['usd']:.4f}, {spent['seconds']:.1f} s"
                  + (f" (stopped by {budget['stopped_by']})" if budget.get("stopped_by") else ""))
@@ -421,6 +423,29 @@ def optimization_text(optimization: dict[str, Any]) -> str:
         lines.append("    suggested patch:")
         lines += ["      " + line for line in optimization["patch"].splitlines()]
     return "\n".join(lines)
+
+
+def fix_lines(optimization: dict[str, Any]) -> list[str]:
+    """What the suggestion keeps of the pull request, what a plain revert would give, and how
+    strong the evidence is: shown with every optimization result."""
+    lines = []
+    intent, revert = optimization.get("intent") or {}, optimization.get("revert")
+    held = optimization.get("heldout") or {}
+    if optimization["status"] == "suggested" and intent:
+        if intent.get("pure_revert"):
+            lines.append("suggested fix: revert your change (no candidate that keeps more of it was accepted)")
+        else:
+            lines.append(f"suggested fix: keeps {intent['kept']} of the {intent['pr_words']} words your change "
+                         f"added or removed, undoes {intent['undone']}")
+    if revert and held:
+        verdict = "accepted" if revert["accepted"] else "not accepted"
+        lines.append(f"reverting your change restores {revert['heldout']:.1%} held-out accuracy "
+                     f"(head {held['head']:.1%}, p = {revert['p_value']:.3g}, {verdict})")
+    evidence = optimization.get("evidence") or {}
+    if evidence.get("route"):
+        lines.append(f"evidence: {evidence.get('strength', 'none')} ({evidence['route'].replace('_', '-')}): "
+                     f"{evidence.get('statement', '')}")
+    return lines
 
 
 def failure_text(report: ItemReport) -> str:

@@ -224,3 +224,22 @@ def test_http_server_gives_the_same_answers(litellm, prompts, answers, llama_ser
         response = asyncio.run(ask(prompt))
         assert response.choices[0].text.strip() == mine.text.strip()
         assert response.usage.prompt_tokens == mine.prompt_tokens  # same tokens, BOS included
+
+
+@pytest.mark.slow
+@needs_model
+def test_token_logprobs_score_the_continuation_and_agree_with_greedy_decoding():
+    context = "Q: True and False is\nA:"
+    greedy = local_model.generate(context, max_tokens=1, temperature=0).text
+    (chosen,) = local_model.token_logprobs(context, greedy)
+    assert chosen.token == greedy and chosen.logprob < 0
+    for other in (" Banana", " Paris", " ("):  # the greedy token is the likeliest one
+        assert local_model.token_logprobs(context, other)[0].logprob <= chosen.logprob
+    fluent = local_model.token_logprobs("Evaluate the result of", " a random Boolean expression.")
+    shuffled = local_model.token_logprobs("Evaluate the result of", " random a expression Boolean.")
+    assert "".join(t.token for t in fluent) == " a random Boolean expression."
+    assert sum(t.logprob for t in fluent) > sum(t.logprob for t in shuffled) + 5
+    # generation afterwards is unaffected: the scoring pass leaves no state behind
+    assert local_model.generate(context, max_tokens=1, temperature=0).text == greedy
+    with pytest.raises(local_model.PromptTooLong):
+        local_model.token_logprobs("", " word" * (LOCAL_N_CTX + 10))

@@ -12,7 +12,7 @@ from lpo_ci.cache import ResponseCache
 from lpo_ci.llm import ModelParams
 from lpo_ci.optimize import Budget, OptimizeOptions, optimize_template
 from lpo_ci.optimize.budget import BUDGET_EXHAUSTED, BudgetedClient
-from lpo_ci.optimize.search import split_examples
+from lpo_ci.optimize.search import Search, seeded_order
 from lpo_ci.runner import Session
 from lpo_ci.spec import load_settings, read_template
 from tests.conftest import git
@@ -35,12 +35,20 @@ def prepared_for(tmp_path: Path, url: str, body: str):
     return session.prepare(template), template
 
 
-def run(prepared, template, base_body: str | None, **options):
+def run(prepared, template, base_body: str | None, gate=None, **options):
     base = SPEC.format(url=prepared.client.params.api_base) + base_body if base_body else None
     options.setdefault("budget", Budget(calls=400))
+    options.setdefault("fluency", False)  # the loopback model: mechanics only (the guard has its own tests)
     return asyncio.run(optimize_template(head_source=template.source, base_source=base,
                                          relpath=template.relpath, prepared=prepared,
-                                         options=OptimizeOptions(**options)))
+                                         options=OptimizeOptions(**options), gate=gate))
+
+
+def splits(prepared, **options):
+    options.setdefault("fluency", False)
+    search = Search(head_source=prepared.template.source, base_source=None, relpath="t.j2",
+                    prepared=prepared, options=OptimizeOptions(**options))
+    return search.heldout, search.dev
 
 
 def test_budget_stops_exactly(tmp_path, data_dir):
@@ -56,14 +64,17 @@ def test_budget_stops_exactly(tmp_path, data_dir):
         assert all(r.cached or r.error == BUDGET_EXHAUSTED for r in again) and server.requests == 7
 
 
-def test_held_out_and_dev_splits_are_disjoint_and_stable(data_dir, tmp_path):
+def test_held_out_and_dev_splits_are_disjoint_stable_and_beyond_the_gates_sample(data_dir, tmp_path):
     with fake_openai_server() as server:
         prepared, _ = prepared_for(tmp_path, server.url, GOOD)
-    heldout, dev = split_examples(prepared.pool, 0, 48, 32)
+    heldout, dev = splits(prepared, heldout_size=48, seed=3)
     assert len(heldout) == 48 and len(dev) == 32
+    gate = {e.id for e in prepared.examples}
     assert not {e.id for e in heldout} & {e.id for e in dev}
-    assert [e.id for e in heldout[:40]] == [e.id for e in prepared.examples]  # the gate's sample first
-    assert split_examples(prepared.pool, 0, 48, 32)[1] == dev
+    assert not gate & ({e.id for e in heldout} | {e.id for e in dev})  # the gate's sample is not reused
+    order = [e.id for e in seeded_order(prepared)]
+    assert [e.id for e in heldout] == order[40:88]  # the gate's seed, not the search's, orders them
+    assert splits(prepared, heldout_size=48, seed=3)[1] == dev
 
 
 def test_injected_regression_is_found_and_repaired(tmp_path, data_dir):
@@ -98,7 +109,7 @@ def test_a_change_that_is_not_a_regression_gets_no_suggestion(tmp_path, data_dir
 def test_a_candidate_that_only_overfits_dev_is_rejected_on_held_out(tmp_path, data_dir):
     with fake_openai_server() as server:
         prepared, template = prepared_for(tmp_path, server.url, BAD)
-        heldout, dev = split_examples(prepared.pool, 0, 48, 32)
+        heldout, dev = splits(prepared, budget=Budget(calls=400))
         dev_inputs = {e.variables["input"] for e in dev}
 
         def answer(prompt: str) -> str:
@@ -127,9 +138,10 @@ def test_same_seed_same_search(tmp_path, data_dir):
         with fake_openai_server() as server:
             work = tmp_path / str(attempt)
             prepared, template = prepared_for(work, server.url, BAD)
-            result = run(prepared, template, GOOD, budget=Budget(calls=150))
-            outcomes.append((result.winner_source, [(t["origin"], t["correct"]) for t in result.trace]))
-    assert outcomes[0] == outcomes[1]
+            result = run(prepared, template, GOOD, budget=Budget(calls=250))
+            winner = result.winner_source.split("#}", 1)[1]  # the spec names each run's server
+            outcomes.append((winner, [(t["origin"], t["correct"]) for t in result.trace]))
+    assert outcomes[0][1] and outcomes[0] == outcomes[1]
 
 
 def test_global_mode_marks_all_literal_text(tmp_path, data_dir):
@@ -170,13 +182,248 @@ def test_a_bounded_run_on_a_bbh_task_with_the_local_model_stays_within_its_budge
     prepared = Session(settings, use_git=False).prepare(template)
     assert prepared.client.params.model == local_model.DEFAULT_LOCAL_MODEL
     base = spec + "Evaluate the result of a random Boolean expression.\nQ: {{ input }}\nA:"
-    options = OptimizeOptions(budget=Budget(calls=60), heldout_size=16, dev_size=16, rungs=(8, 16), rounds=2)
+    options = OptimizeOptions(budget=Budget(calls=100), heldout_size=16, dev_size=16, rungs=(8, 16), rounds=2)
     result = asyncio.run(optimize_template(head_source=template.source, base_source=base,
                                            relpath=template.relpath, prepared=prepared, options=options))
     spent = result.budget["spent"]["calls"]
-    assert 0 < spent <= 60
+    assert 0 < spent <= 100
     assert result.mark_sources == ["diff"] and result.marks
     assert result.status in ("suggested", "no_suggestion") and result.reason
     assert result.curve and result.curve[0]["calls"] <= spent
+    assert result.fluency["checked"] > 0  # the guard judged the candidates with the embedded model
+    assert result.revert is not None and result.revert["source"] == base
     if result.status == "suggested":
-        assert result.heldout["p_value"] < 0.05 and result.patch
+        assert result.evidence["strength"] in ("strong", "moderate") and result.patch
+
+
+# --- evidence: what the held-out split can show, before the search --------------------------
+
+from lpo_ci.optimize import evidence  # noqa: E402
+from lpo_ci.optimize.evidence import GateEvidence, assess, choose_route, holm, plan_splits, upper_bound  # noqa: E402
+
+
+def test_clopper_pearson_bound_and_holm():
+    assert upper_bound(0, 32, 0.025) == pytest.approx(1 - 0.025 ** (1 / 32), abs=1e-9)
+    assert evidence.binomial_cdf(3, 20, upper_bound(3, 20, 0.05)) == pytest.approx(0.05)  # its definition
+    assert upper_bound(5, 5, 0.05) == 1.0
+    assert holm([0.01, 0.04], 0.05) == [True, True]
+    assert holm([0.03, 0.04], 0.05) == [False, False]  # the smallest must pass alpha / 2 first
+    assert holm([0.001, 0.2, 0.02], 0.05) == [True, False, True]
+
+
+def test_splits_come_from_beyond_the_gates_sample_or_from_the_whole_small_dataset():
+    big = list(range(250))
+    gate = GateEvidence(n=48, base_accuracy=0.8, head_accuracy=0.55, right_to_wrong=14, wrong_to_right=2,
+                        p_value=0.002)
+    plan = plan_splits(big, 48, dev_size=32, heldout_size=None, gate=gate, alpha=0.05, tested=2, max_calls=None)
+    assert plan.beyond_gate and min(plan.heldout + plan.dev) >= 48
+    assert not set(plan.heldout) & set(plan.dev) and len(plan.dev) == 32
+    # the size the gate's flips call for: a fix as good as the base passes with room to spare
+    expected_p = evidence.mcnemar_one_sided(round(len(plan.heldout) * 14 / 48), round(len(plan.heldout) * 2 / 48))
+    assert expected_p <= 0.05 / 2 / 2 and len(plan.heldout) <= evidence.MAX_HELDOUT
+    small = list(range(48))  # the review-sentiment example: every row is in the gate's sample
+    gate = GateEvidence(n=48, base_accuracy=1.0, head_accuracy=0.729, right_to_wrong=13, wrong_to_right=0,
+                        p_value=1.2e-4)
+    plan = plan_splits(small, 48, dev_size=32, heldout_size=None, gate=gate, alpha=0.05, tested=2, max_calls=300)
+    assert not plan.beyond_gate and len(plan.heldout) + len(plan.dev) == 48
+    assert len(plan.heldout) == 32 and len(plan.dev) == 16  # held-out large enough to show the fix
+    assert "from all 48" in plan.reason
+
+
+def test_the_route_is_chosen_before_the_search_from_what_the_held_out_split_can_show():
+    gate = GateEvidence(n=48, base_accuracy=1.0, head_accuracy=0.729, right_to_wrong=13, wrong_to_right=0,
+                        p_value=1.2e-4)
+    strong = choose_route(head_wrong=9, n_heldout=32, gate=gate, has_base=True, alpha=0.05, tested=2)
+    assert strong.name == "superiority" and strong.strength == "strong"
+    # 32 held-out, the head right on 29: at most 3 pairs can flip, p = 0.125; the gate showed base >> head
+    moderate = choose_route(head_wrong=3, n_heldout=32, gate=gate, has_base=True, alpha=0.05, tested=2)
+    assert moderate.name == "non_inferiority" and moderate.strength == "moderate"
+    assert "best possible p = 0.12" in moderate.statement and "base >> head" in moderate.statement
+    assert moderate.margin == pytest.approx(0.1355, abs=1e-3)
+    # 24 held-out examples cannot even bound a candidate within half the drop of the base
+    too_few = choose_route(head_wrong=3, n_heldout=24, gate=gate, has_base=True, alpha=0.05, tested=2)
+    assert too_few.name == "none" and "nor can 24 held-out examples" in too_few.statement
+    weak_gate = GateEvidence(n=48, base_accuracy=0.9, head_accuracy=0.8, right_to_wrong=5, wrong_to_right=0,
+                             p_value=0.03)
+    none = choose_route(head_wrong=3, n_heldout=24, gate=weak_gate, has_base=True, alpha=0.05, tested=2)
+    assert none.name == "none" and none.strength == "weak" and "will not be suggested" in none.statement
+    assert choose_route(3, 24, gate, has_base=False, alpha=0.05, tested=2).name == "none"  # no base to compare
+
+
+def test_assessment_under_each_route():
+    head = set(range(29))  # right on 29 of 32
+    fixed, worse = set(range(32)), set(range(26))
+    gate = GateEvidence(48, 1.0, 0.729, 13, 0, 1.2e-4)
+    route = choose_route(3, 32, gate, True, 0.05, 2)
+    base = set(range(32))
+    fix, bad = assess(route, head, base, [fixed, worse], 32, 0.05)
+    assert fix.accepted and fix.strength == "moderate" and fix.below_base == 0 and fix.bound < route.margin
+    assert not bad.accepted and bad.strength == "none"
+    superiority = choose_route(9, 32, gate, True, 0.05, 2)
+    (a,) = assess(superiority, set(range(23)), None, [set(range(32))], 32, 0.05)
+    assert a.accepted and a.strength == "strong" and a.p_value == pytest.approx(0.5 ** 9)
+    (b,) = assess(superiority, set(range(23)), None, [set(range(26))], 32, 0.05)
+    assert not b.accepted and b.strength == "weak"  # better, not significantly: shown, never suggested
+
+
+# --- intent: what a fix keeps of the pull request's change -----------------------------------
+
+def test_words_of_the_pull_request_a_candidate_undoes():
+    from lpo_ci.editable import EditableTemplate
+    from lpo_ci.optimize.intent import PullRequestChange
+
+    base = EditableTemplate("Classify the review.\n\nReview: I love it.\nSentiment: positive\n\nReview: {{ r }}\n"
+                            "Sentiment:")
+    head = EditableTemplate(base.source.replace("review.", "review. Be brief and exact.")
+                            .replace("positive", "negative"))
+    change = PullRequestChange.of(base, head)
+    assert change.size == 6  # "Be brief and exact ." and "negative" (for "positive": a rewrite counts once)
+    assert change.undone(EditableTemplate(base.source)) == change.size
+    keeps_sentence = EditableTemplate(head.source.replace("negative", "positive"))
+    assert change.undone(keeps_sentence) == 1 and change.kept(keeps_sentence) == change.size - 1
+    assert change.undone(head) == 0
+    deleted = EditableTemplate(base.source.replace("Review: I love it.\nSentiment: positive\n\n", ""))
+    gone = PullRequestChange.of(base, deleted)
+    assert gone.size == 9 and gone.undone(EditableTemplate(base.source)) == 9  # the exemplar's words, restored
+
+
+# --- a small user dataset, end to end on the loopback server ---------------------------------
+
+REVIEW_SPEC = """{{# lpo:
+  dataset:
+    path: data/reviews.jsonl
+    target: label
+  scorer: exact
+  api_base: {url}
+  samples: 48
+#}}
+"""
+REVIEW_BASE = """Classify the sentiment of each review as positive or negative.
+
+Review: I love it.
+Sentiment: positive
+
+Review: It broke.
+Sentiment: negative
+
+Review: {{ review }}
+Sentiment:"""
+WANTED = "Be brief and exact."
+
+
+def review_rows(n: int = 48) -> list[dict]:
+    words = ("great", "awful")
+    return [{"id": f"r{k:02d}", "review": f"Item {k} is {words[k % 2]}.", "label": ("positive", "negative")[k % 2]}
+            for k in range(n)]
+
+
+def review_model(error_rate: float):
+    """Right on every review while the first exemplar reads 'I love it.' -> positive; else wrong
+    on the reviews whose hash falls under ``error_rate``."""
+    import hashlib
+
+    def answer(prompt: str) -> str:
+        review = prompt.rsplit("Review: ", 1)[1].split("\n", 1)[0]
+        truth = "positive" if "great" in review else "negative"
+        if "Review: I love it.\nSentiment: positive" in prompt:
+            return truth
+        flip = int(hashlib.sha256(review.encode()).hexdigest(), 16) % 1000 < error_rate * 1000
+        return {"positive": "negative", "negative": "positive"}[truth] if flip else truth
+
+    return answer
+
+
+def review_project(tmp_path: Path, url: str, head_body: str, rows: list[dict]):
+    import json as _json
+
+    (tmp_path / "data").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data" / "reviews.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text('[tool.lpo_ci]\nmodel = "openai/fake"\n', encoding="utf-8")
+    path = tmp_path / "prompts" / "reviews.j2"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(REVIEW_SPEC.format(url=url) + head_body, encoding="utf-8")
+    settings = load_settings(tmp_path)
+    return Session(settings, use_git=False), read_template(settings, path)
+
+
+def gate_and_optimize(tmp_path, server, head_body, rows, **options):
+    from lpo_ci.evaluate import evaluate
+    from lpo_ci.gate import GateRules, decide
+    from lpo_ci.render import compile_template
+
+    session, template = review_project(tmp_path, server.url, head_body, rows)
+    prepared = session.prepare(template)
+    base = REVIEW_SPEC.format(url=server.url) + REVIEW_BASE
+
+    async def both():
+        return await asyncio.gather(*(evaluate(compile_template(src, "t"), prepared.examples, prepared.client,
+                                               prepared.scorer) for src in (template.source, base)))
+
+    head_result, base_result = asyncio.run(both())
+    verdict = decide(head_result, base_result.outcomes(), "base", GateRules())
+    options.setdefault("fluency", False)
+    options.setdefault("budget", Budget(calls=300))
+    result = asyncio.run(optimize_template(head_source=template.source, base_source=base, relpath=template.relpath,
+                                           prepared=prepared, options=OptimizeOptions(**options), gate=verdict))
+    return verdict, result
+
+
+def test_small_dataset_fix_keeps_the_new_sentence_and_says_how_strong_the_evidence_is(tmp_path):
+    """The 48-row case: a wanted sentence added, the exemplars' labels inverted. The gate fails;
+    the held-out split is sized from the whole dataset, so the one-token fix can be shown; the
+    suggestion keeps the sentence, and the revert is reported apart."""
+    head = REVIEW_BASE.replace("negative.", f"negative. {WANTED}").replace("Sentiment: positive", "Sentiment: X") \
+        .replace("Sentiment: negative", "Sentiment: positive").replace("Sentiment: X", "Sentiment: negative")
+    with fake_openai_server(answer=review_model(0.3)) as server:
+        verdict, result = gate_and_optimize(tmp_path, server, head, review_rows())
+    assert verdict.status == "fail"
+    assert result.evidence["splits"]["beyond_gate"] is False  # no rows beyond the gate's 48
+    assert result.evidence["splits"]["heldout"] + result.evidence["splits"]["dev"] == 48
+    assert result.status == "suggested", result.reason
+    assert result.evidence["strength"] in ("strong", "moderate") and result.evidence["statement"]
+    assert WANTED in result.winner_source and "Review: I love it.\nSentiment: positive" in result.winner_source
+    assert result.intent["pure_revert"] is False and result.intent["kept"] > result.intent["undone"]
+    assert result.revert["heldout"] == 1.0 and WANTED not in result.revert["source"]
+    assert result.heldout["winner"] == 1.0 and result.heldout["winner"] > result.heldout["head"]
+    assert len(result.finalists) == 2 and {f["origin"] for f in result.finalists} >= {"revert"}
+
+
+def test_small_dataset_that_cannot_support_a_fix_says_so_and_suggests_nothing(tmp_path):
+    """20 rows and a head wrong on few of them: no test can pass; said before the search,
+    and the best candidate is reported as weak evidence, never as a suggestion."""
+    head = REVIEW_BASE.replace("Sentiment: positive", "Sentiment: negative", 1)
+    with fake_openai_server(answer=review_model(0.15)) as server:
+        verdict, result = gate_and_optimize(tmp_path, server, head, review_rows(20))
+    assert result.evidence["route"] == "none"
+    assert "will not be suggested" in result.evidence["statement"] and "more examples" in result.evidence["statement"]
+    assert "Evidence:" in result.announcement
+    assert result.status == "no_suggestion" and result.patch is None and not result.suggestions
+    assert result.evidence["strength"] in ("weak", "none")
+    if result.evidence["strength"] == "weak":
+        assert "weak evidence: not suggested" in result.reason
+
+
+def test_the_suggestion_and_the_revert_are_shown_in_the_terminal_the_report_and_the_comment(tmp_path):
+    from lpo_ci.github.comment import render
+    from lpo_ci.github.report_view import load_report
+    from lpo_ci.report import build_report, write_json
+    from lpo_ci.runner import optimization_text
+
+    head = REVIEW_BASE.replace("negative.", f"negative. {WANTED}").replace("Sentiment: positive", "Sentiment: X") \
+        .replace("Sentiment: negative", "Sentiment: positive").replace("Sentiment: X", "Sentiment: negative")
+    with fake_openai_server(answer=review_model(0.3)) as server:
+        verdict, result = gate_and_optimize(tmp_path, server, head, review_rows())
+    data = result.to_dict()
+    text = optimization_text(data)
+    assert f"keeps {result.intent['kept']} of the {result.intent['pr_words']} words your change added or removed" \
+        in text
+    assert "reverting your change restores 100.0% held-out accuracy" in text
+    assert f"evidence: {result.evidence['strength']}" in text
+    item = {"template": "prompts/reviews.j2", "line": 1, "status": "fail", "reason": verdict.reason,
+            "data": "data/reviews.jsonl", "model": "openai/fake", **{k: v for k, v in verdict.to_dict().items()
+                                                                     if k not in ("status", "reason")},
+            "head": {"n": verdict.n_paired}, "usage": {"calls": 0}, "examples": [], "optimization": data}
+    write_json(tmp_path / "r.json", build_report([item]))
+    body = render(load_report(tmp_path / "r.json"), marker=False, limit=65000)
+    assert "Reverting your change instead restores 100.0%" in body
+    assert f"{result.evidence['strength']} evidence" in body

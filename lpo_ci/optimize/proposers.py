@@ -135,6 +135,43 @@ def distribute(template: EditableTemplate, marks: frozenset[int], first: int, la
     return {run: match.group(g) for g, run in enumerate(groups, 1)}
 
 
+CUE_LINE = re.compile(r"^\s*[A-Za-z][\w ]{0,20}:")  # "Q: ...", "Review: ...": data lines, not prose
+LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|[A-Za-z][.)])\s+")  # "1. ", "- ", "A. "
+CONTENT_WORD = re.compile(r"[A-Za-z]{4,}")
+
+
+def on_topic(text: str, template: EditableTemplate) -> bool:
+    """Most of the proposal's content words occur in the template's own text: a base model
+    drifts ("This text is a deck of playing cards."), and such a drift is not worth a call."""
+    words = {w.lower() for w in CONTENT_WORD.findall(text)}
+    known = {w.lower() for t in template.tokens for w in CONTENT_WORD.findall(t.text)}
+    return bool(words) and len(words & known) >= len(words) / 2
+
+
+def prose_spans(template: EditableTemplate, marks: frozenset[int], min_words: int = 3) -> list[tuple[int, int]]:
+    """Marked stretches of a single line of prose (``min_words`` words or more, not a "Cue: value" line)."""
+    spans = []
+    for first, last in word_runs(template, marks):
+        start = first
+        for k in range(first, last + 1):
+            if k < last and "\n" not in template.tokens[k].text:
+                continue
+            a, b = start, k
+            while a < b and template.tokens[a].is_space:
+                a += 1
+            while b > a and template.tokens[b - 1].is_space:
+                b -= 1
+            start = k + 1
+            if a == b or sum(template.tokens[i].text.isalpha() for i in range(a, b)) < min_words:
+                continue
+            line_start = template.source.rfind("\n", 0, template.tokens[a].start) + 1
+            line_end = template.source.find("\n", template.tokens[a].start)
+            line = template.source[line_start:line_end if line_end >= 0 else None]
+            if not CUE_LINE.match(line) and template.tokens[a].text[0].isalpha():
+                spans.append((a, b))
+    return spans
+
+
 # --- edit operators (no LLM) -------------------------------------------------
 
 class DeleteOperator:
@@ -185,6 +222,12 @@ class RestoreOperator:
     name = "restore"
 
     async def propose(self, ctx: ProposalContext, n: int) -> list[str]:
+        edits = self.edits(ctx)
+        return _finish(ctx, edits, len(edits))[:n]  # "all regions" first: the likeliest fix
+
+    @staticmethod
+    def edits(ctx: ProposalContext) -> list[Edit]:
+        """One edit per region that can be restored; first, when there are several, all of them at once."""
         if ctx.base is None:
             return []
         t, marks = ctx.template, ctx.marks
@@ -215,7 +258,7 @@ class RestoreOperator:
                 merged.update(edit)
             else:
                 edits.insert(0, merged)
-        return _finish(ctx, edits, len(edits))[:n]  # "all regions" first: the likeliest fix
+        return edits
 
 
 def phrase_bank() -> list[str]:
@@ -227,14 +270,18 @@ def phrase_bank() -> list[str]:
 
 
 class PhraseOperator:
-    """Substitute a marked run with a phrase from the bank, or add one after (or before) it."""
+    """Substitute a marked sentence with a phrase from the bank, or add one after (or before) it.
+
+    Only prose: an instruction phrase in place of an exemplar's answer ("Sentiment: Answer the
+    question.") may win on a small model, but no one would commit it.
+    """
 
     name = "phrase"
 
     async def propose(self, ctx: ProposalContext, n: int) -> list[str]:
         t = ctx.template
         edits: list[Edit] = []
-        for run in word_runs(t, ctx.marks):
+        for run in prose_spans(t, ctx.marks, min_words=1):
             text = t.span_text(*run)
             for phrase in phrase_bank():
                 edits.append({run: _fit(t, run, phrase)})
@@ -242,6 +289,65 @@ class PhraseOperator:
                     edits.append({run: f"{text} {phrase}"})
                 elif text[0].isupper():
                     edits.append({run: f"{phrase} {text}"})
+        return _finish(ctx, edits, n)
+
+
+# --- the embedded base model as a rewriter ------------------------------------------
+
+def rewrite_pairs() -> list[tuple[str, str]]:
+    from ..resources import templates_dir
+
+    lines = [line.strip() for line in (templates_dir() / "optimizer" / "rewrite_pairs.txt")
+             .read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#")]
+    blocks = "\n".join(lines).split("\n\n")
+    return [tuple(block.strip().split("\n")) for block in blocks if block.strip().count("\n") == 1]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the rewriter samples (chosen by measurement: benchmarks/bench_lpo_rewrites.py)."""
+
+    temperature: float = 0.8
+    stop: tuple[str, ...] = ("\n",)
+    shots: int = 6
+    max_tokens: int = 48
+
+
+class RewriteProposer:
+    """The embedded base model rewrites a marked sentence by continuing "Original / Rewritten" pairs.
+
+    A base model follows no instructions, but it continues a pattern: the few-shot prompt
+    (``templates/optimizer/rewrite.j2``) ends with the marked sentence and an open
+    "Rewritten:" cue, and the first line it writes is the proposal. Each sample gets its own
+    seed and its own draw of the example pairs, so a rerun repeats it exactly (and from the cache).
+    """
+
+    name = "rewrite"
+
+    def __init__(self, client_for_seed, sampling: Sampling = Sampling()):
+        self.client_for_seed, self.sampling = client_for_seed, sampling
+
+    async def propose(self, ctx: ProposalContext, n: int) -> list[str]:
+        from ..resources import render_resource
+
+        spans = prose_spans(ctx.template, ctx.marks)
+        if not spans:
+            return []
+        pairs = rewrite_pairs()
+        asks = []
+        for k in range(n):
+            span = spans[k % len(spans)]
+            shots = ctx.rng.sample(pairs, min(self.sampling.shots, len(pairs)))
+            text = ctx.template.span_text(*span)
+            prompt = render_resource("optimizer/rewrite.j2", pairs=shots, span=text)
+            asks.append((span, text, self.client_for_seed(ctx.rng.randrange(2 ** 31)).complete(prompt)))
+        answers = await asyncio.gather(*(ask for _, _, ask in asks))
+        edits: list[Edit] = []
+        for (span, original, _), answer in zip(asks, answers):
+            text = _clean(LIST_MARKER.sub("", (answer.text or "").strip().split("\n", 1)[0]))
+            if text and text != original and len(text) <= 2 * len(original) + 40 and ":" not in text[:12] \
+                    and on_topic(text, ctx.template):
+                edits.append({span: _fit(ctx.template, span, text)})
         return _finish(ctx, edits, n)
 
 
@@ -338,12 +444,18 @@ def llm_proposers(client, styles=("ape", "apo", "pe2")) -> list[Proposer]:
     return [MetaPromptProposer(style, client, LLM_STEPS[style]) for style in styles]
 
 
-def build_proposers(names: list[str], client) -> list[Proposer]:
-    """Proposers by name; the LLM styles need an optimizer model."""
+def build_proposers(names: list[str], client, rewriter=None) -> list[Proposer]:
+    """Proposers by name; the LLM styles need an optimizer model, ``rewrite`` the embedded model
+    (``rewriter`` gives its client for a seed)."""
     result: list[Proposer] = []
     for name in names:
         if name in OPERATORS:
             result.append(OPERATORS[name]())
+        elif name == RewriteProposer.name:
+            if rewriter is None:
+                raise SpecError("the 'rewrite' proposer needs the embedded model",
+                                hint="pip install 'lpo-ci[local]', or leave 'rewrite' out of the proposers")
+            result.append(RewriteProposer(rewriter))
         elif name in LLM_STEPS:
             if client is None:
                 raise SpecError(f"the '{name}' proposer needs an optimizer model",
@@ -352,5 +464,5 @@ def build_proposers(names: list[str], client) -> list[Proposer]:
             result.append(MetaPromptProposer(name, client, LLM_STEPS[name]))
         else:
             raise SpecError(f"unknown proposer '{name}'",
-                            hint="choose from " + ", ".join([*OPERATORS, *LLM_STEPS]))
+                            hint="choose from " + ", ".join([*OPERATORS, RewriteProposer.name, *LLM_STEPS]))
     return result

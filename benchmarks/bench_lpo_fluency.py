@@ -1,0 +1,125 @@
+"""Calibrate the fluency guard: how far do edits that break grammar fall below edits people write?
+
+Each pair is a head line and an edit of it inside a small few-shot template. "fluent" edits
+are what a person might commit (paraphrases, deletions of a redundant word, an added
+sentence, a renamed cue); "broken" ones are what word swaps and deletions produce when they
+break grammar, among them the shuffle the optimizer once suggested ("Be brief one exact.
+Answer True or False in and word."); "mild" ones are ungrammatical but readable (reported,
+not used to choose the threshold). For each the guard's drop in mean log-likelihood per
+token (head minus candidate, nats) is printed, with the threshold that separates the two
+labelled groups by the widest margin.
+
+    nice -n 10 python benchmarks/bench_lpo_fluency.py [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from lpo_bench import dump
+
+TEMPLATE = "{{# lpo:\n  benchmark: bbh/boolean_expressions\n#}}\n{line}\n\nQ: {q}\n{cue} {a}\n\nQ: {{{{ input }}}}\n{cue}"
+BOOL = ("not ( True ) and ( True ) is", "False")
+SPORT = ('Is the following sentence plausible? "Bam Adebayo scored a reverse layup in the Western '
+         'Conference Finals."', "yes")
+REVIEW = ("I love it, works great.", "positive")
+
+BE_BRIEF = "Evaluate the result of a random Boolean expression. Be brief and exact. Answer True or False in one word."
+SENTIMENT = "Classify the sentiment of each product review as positive or negative."
+SPORTS = "Determine whether an artificially constructed sentence relating to sports is plausible or not."
+BOOLEAN = "Evaluate the result of a random Boolean expression."
+WEB = "Evaluate a random boolean function expressed as a word problem."
+
+CASES = [  # (label, head line, candidate line, exemplar)
+    ("fluent", BOOLEAN, "Evaluate the result of a Boolean expression.", BOOL),
+    ("fluent", BOOLEAN, "Work out whether each Boolean expression is True or False.", BOOL),
+    ("fluent", BOOLEAN, "Evaluate the result of a random Boolean expression. Be brief and exact.", BOOL),
+    ("fluent", BOOLEAN, "Evaluate the result of a random Boolean expression. Think carefully before answering.",
+     BOOL),
+    ("fluent", BE_BRIEF, "Evaluate the result of a random Boolean expression. Be brief and exact.", BOOL),
+    ("fluent", BE_BRIEF, "Evaluate the result of a random Boolean expression. Answer True or False.", BOOL),
+    ("fluent", SENTIMENT, "Classify the sentiment of each review as positive or negative.", REVIEW),
+    ("fluent", SENTIMENT, "Decide whether each product review is positive or negative.", REVIEW),
+    ("fluent", SENTIMENT, "Classify the sentiment of each product review as positive or negative. "
+                          "Be brief and exact.", REVIEW),
+    ("fluent", SPORTS, "Decide whether a sentence about sports is plausible.", SPORT),
+    ("fluent", SPORTS, "Determine whether a sentence relating to sports is plausible or not.", SPORT),
+    ("fluent", WEB, "Evaluate a boolean function expressed as a word problem.", BOOL),
+    ("fluent", WEB, "Work out the value of a boolean function given as a word problem.", BOOL),
+    ("fluent", "Answer the question.", "Answer the following question.", BOOL),
+    ("broken", BE_BRIEF, "Evaluate the result of a random Boolean expression. Be brief one exact. "
+                         "Answer True or False in and word.", BOOL),
+    ("broken", "Be brief and exact. Answer True or False in one word.",
+     "Be brief one exact. Answer True or False in and word.", BOOL),
+    ("broken", BOOLEAN, "Evaluate the random of a result Boolean expression.", BOOL),
+    ("broken", BOOLEAN, "Evaluate result the of a random Boolean expression.", BOOL),
+    ("broken", BOOLEAN, "Boolean the result of a random Evaluate expression.", BOOL),
+    ("broken", SENTIMENT, "Classify the sentiment of positive product review as each or negative.", REVIEW),
+    ("broken", SENTIMENT, "Classify sentiment the of each product review as positive or negative.", REVIEW),
+    ("broken", SENTIMENT, "Classify the of each product review as positive or negative.", REVIEW),
+    ("broken", SPORTS, "Determine whether an sentence artificially constructed relating to is sports "
+                       "plausible or not.", SPORT),
+    ("broken", SPORTS, "Determine whether an artificially constructed sentence relating to plausible "
+                       "is sports or not.", SPORT),
+    ("broken", WEB, "Evaluate a random function boolean expressed as problem a word.", BOOL),
+    ("broken", WEB, "Evaluate a random boolean function expressed a as word problem.", BOOL),
+    ("mild", BOOLEAN, "Evaluate the result a random Boolean expression.", BOOL),
+    ("mild", SPORTS, "Determine an artificially constructed sentence relating to sports is plausible or not.",
+     SPORT),
+    ("mild", SENTIMENT, "Classify the sentiment of each product review as positive negative.", REVIEW),
+]
+
+
+def template(line: str, shot: tuple[str, str]) -> str:
+    return TEMPLATE.format(line=line, q=shot[0], a=shot[1], cue="A:")
+
+
+async def measure() -> list[dict]:
+    from lpo_ci.optimize.fluency import FluencyGuard
+
+    rows = []
+    for label, head_line, cand_line, shot in CASES:
+        guard = FluencyGuard(template(head_line, shot))
+        (judgement,) = await guard.judge(template(cand_line, shot))
+        rows.append({"label": label, "head": head_line, "candidate": cand_line, "head_ll": judgement.head,
+                     "candidate_ll": judgement.candidate, "drop": judgement.drop})
+    return rows
+
+
+def misclassified(rows: list[dict], threshold: float) -> list[dict]:
+    return [r for r in rows if r["label"] != "mild" and (r["drop"] > threshold) != (r["label"] == "broken")]
+
+
+def best_threshold(rows: list[dict]) -> float:
+    """The threshold (to 0.05) with the fewest labelled edits on the wrong side, midmost among ties."""
+    grid = [k / 20 for k in range(0, 61)]
+    fewest = min(len(misclassified(rows, t)) for t in grid)
+    best = [t for t in grid if len(misclassified(rows, t)) == fewest]
+    return best[len(best) // 2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args()
+    from lpo_ci.optimize.fluency import DEFAULT_THRESHOLD
+
+    rows = asyncio.run(measure())
+    print(f"{'label':<7} {'drop':>6}  candidate (head)")
+    for row in sorted(rows, key=lambda r: r["drop"]):
+        print(f"{row['label']:<7} {row['drop']:6.2f}  {row['candidate']}  ({row['head']})")
+    wrong = misclassified(rows, DEFAULT_THRESHOLD)
+    print(f"best threshold on this set {best_threshold(rows):.2f} nats/token; the guard uses {DEFAULT_THRESHOLD}: "
+          f"{len(wrong)} of {sum(r['label'] != 'mild' for r in rows)} labelled edits on the wrong side")
+    for row in wrong:
+        print(f"  {row['label']} edit {'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'}: {row['candidate']}")
+    for row in [r for r in rows if r["label"] == "mild"]:
+        print(f"mild edit {'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'}: {row['candidate']}")
+    dump(args.json, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

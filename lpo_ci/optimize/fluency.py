@@ -1,0 +1,118 @@
+"""The fluency guard: a candidate that reads clearly worse than the head is never scored.
+
+Edit operators shuffle, drop and insert words; a shuffle can win on a small model and
+still be word salad no one would commit ("Be brief one exact. Answer True or False in and
+word."). A base language model is a good judge of "is this normal text here", and the
+embedded one is always at hand: for every line a candidate changes, the mean per-token
+log-likelihood of the new line (after the text before it) is compared with the head's line
+it replaces; a candidate whose lines lose more than ``threshold`` nats per token is
+rejected. Text the base version already had (a restore) is human-written and passes.
+The threshold was chosen by measurement (``benchmarks/bench_lpo_fluency.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from ..patch import changed_lines
+
+DEFAULT_THRESHOLD = 0.75  # nats per token
+CONTEXT_LINES = 12       # lines of text before the edit the judge reads
+COMMENT = re.compile(r"\{#.*?#\}\n?", re.DOTALL)
+
+Scorer = Callable[[str, str], Awaitable[list[float]]]
+
+
+async def local_scorer(context: str, text: str) -> list[float]:
+    """Per-token log-probabilities from the embedded model."""
+    from ..local_model import token_logprobs_async
+
+    return [t.logprob for t in await token_logprobs_async(context, text)]
+
+
+@dataclass
+class Judgement:
+    head: float        # mean log-likelihood per token of the head's lines
+    candidate: float   # ... of the candidate's lines
+    head_text: str
+    candidate_text: str
+
+    @property
+    def drop(self) -> float:
+        return self.head - self.candidate
+
+
+@dataclass
+class FluencyGuard:
+    """Judges candidates against the head; remembers every score it computed."""
+
+    head: str
+    base: str | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    scorer: Scorer | None = None  # default: the embedded model
+    checked: int = 0
+    rejected: int = 0
+    worst: list[dict] = field(default_factory=list)  # the rejected lines, for the report
+    _memo: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
+
+    async def mean(self, context: str, text: str) -> float:
+        key = (context, text)
+        if key not in self._memo:
+            values = await (self.scorer or local_scorer)(context, text)
+            self._memo[key] = sum(values) / len(values) if values else 0.0
+        return self._memo[key]
+
+    def _from_base(self, lines: list[str]) -> bool:
+        """The candidate's lines appear, in order and whole, in the base version."""
+        if self.base is None or not "".join(lines).strip():
+            return False
+        base_lines = self.base.split("\n")
+        n = len(lines)
+        return any(base_lines[k:k + n] == lines for k in range(len(base_lines) - n + 1))
+
+    async def judge(self, candidate: str) -> list[Judgement]:
+        """One judgement per group of changed lines that can be compared."""
+        head_lines, cand_lines = self.head.split("\n"), candidate.split("\n")
+        judgements = []
+        for i1, i2, j1, j2 in changed_lines(self.head, candidate):
+            new = cand_lines[j1:j2]
+            new_text = "\n".join(new)
+            if not new_text.strip() or self._from_base(new):
+                continue  # lines deleted whole, or restored from the base: nothing to judge
+            old_text = "\n".join(head_lines[i1:i2])
+            old_at = i1
+            if not old_text.strip():  # new lines where the head had none: judge against the line before
+                old_at = next((k for k in range(i1 - 1, -1, -1) if head_lines[k].strip()), None)
+                if old_at is None:
+                    continue
+                old_text = head_lines[old_at]
+            head_context = _context(head_lines, old_at)
+            cand_context = _context(cand_lines, j1)
+            judgements.append(Judgement(await self.mean(head_context, old_text),
+                                        await self.mean(cand_context, new_text), old_text, new_text))
+        return judgements
+
+    async def check(self, candidate: str) -> str | None:
+        """Why the candidate reads clearly worse than the head, or None."""
+        self.checked += 1
+        for j in await self.judge(candidate):
+            if j.drop > self.threshold:
+                self.rejected += 1
+                if len(self.worst) < 5:
+                    self.worst.append({"head": j.head_text[:200], "candidate": j.candidate_text[:200],
+                                       "drop": round(j.drop, 2)})
+                return "reads worse than the head (fluency guard)"
+        return None
+
+    def to_dict(self) -> dict:
+        return {"checked": self.checked, "rejected": self.rejected, "threshold": self.threshold,
+                "rejected_examples": self.worst}
+
+
+def _context(lines: list[str], at: int) -> str:
+    """The text before line ``at``, Jinja comments (the spec) removed: what a reader has read."""
+    before = COMMENT.sub("", "\n".join(lines[:at])).split("\n")[-CONTEXT_LINES:]
+    text = "\n".join(before)
+    return text + "\n" if text.strip() else ""
