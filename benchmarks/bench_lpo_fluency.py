@@ -20,7 +20,8 @@ import sys
 
 from lpo_bench import dump
 
-TEMPLATE = "{{# lpo:\n  benchmark: bbh/boolean_expressions\n#}}\n{line}\n\nQ: {q}\n{cue} {a}\n\nQ: {{{{ input }}}}\n{cue}"
+TEMPLATE = ("{{# lpo:\n  benchmark: bbh/boolean_expressions\n#}}\n{line}\n\n"
+            "Q: {q}\n{cue} {a}\n\nQ: {{{{ input }}}}\n{cue}")
 BOOL = ("not ( True ) and ( True ) is", "False")
 SPORT = ('Is the following sentence plausible? "Bam Adebayo scored a reverse layup in the Western '
          'Conference Finals."', "yes")
@@ -94,7 +95,7 @@ def misclassified(rows: list[dict], threshold: float) -> list[dict]:
 
 def best_threshold(rows: list[dict]) -> float:
     """The threshold (to 0.05) with the fewest labelled edits on the wrong side, midmost among ties."""
-    grid = [k / 20 for k in range(0, 61)]
+    grid = [k / 20 for k in range(61)]
     fewest = min(len(misclassified(rows, t)) for t in grid)
     best = [t for t in grid if len(misclassified(rows, t)) == fewest]
     return best[len(best) // 2]
@@ -114,7 +115,8 @@ def main() -> int:
     print(f"best threshold on this set {best_threshold(rows):.2f} nats/token; the guard uses {DEFAULT_THRESHOLD}: "
           f"{len(wrong)} of {sum(r['label'] != 'mild' for r in rows)} labelled edits on the wrong side")
     for row in wrong:
-        print(f"  {row['label']} edit {'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'}: {row['candidate']}")
+        verdict = 'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'
+        print(f"  {row['label']} edit {verdict}: {row['candidate']}")
     for row in [r for r in rows if r["label"] == "mild"]:
         print(f"mild edit {'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'}: {row['candidate']}")
     dump(args.json, rows)

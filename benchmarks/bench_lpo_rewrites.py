@@ -105,7 +105,8 @@ def main() -> int:
             calls = sum(r["calls"] for r in mine)
             totals = [sum(r[k] for r in mine) for k in ("usable", "distinct", "fluent")]
             rate = totals[2] / calls if calls else 0.0
-            print(f"{stop_text:<6} {temperature:5.2f} {calls:6d} {totals[0]:7d} {totals[1]:9d} {totals[2]:7d} {rate:12.2f}")
+            print(f"{stop_text:<6} {temperature:5.2f} {calls:6d} {totals[0]:7d} {totals[1]:9d} {totals[2]:7d} "
+                  f"{rate:12.2f}")
             if best is None or rate > best[0]:
                 best = (rate, stop_text, temperature)
     print(f"best: stop {best[1]!r}, temperature {best[2]} ({best[0]:.2f} distinct fluent proposals per call)")

@@ -113,7 +113,8 @@ async def one_run(case: Case, verdict, mode: str, seed: int, proposers: tuple[st
         "pure_revert": bool(result.intent.get("pure_revert")) if accepted else None,
         "calls": result.budget["spent"]["calls"], "calls_to_best": to_best, "best_heldout": best,
         "calls_to_80": min(reach) if reach else None,
-        "revert_heldout": (result.revert or {}).get("heldout"), "revert_accepted": (result.revert or {}).get("accepted"),
+        "revert_heldout": (result.revert or {}).get("heldout"),
+        "revert_accepted": (result.revert or {}).get("accepted"),
         "fluency_rejected": result.fluency.get("rejected", 0), "fluency_checked": result.fluency.get("checked", 0),
         "changes": result.changes if accepted else "", "winner_source": result.winner_source if accepted else None,
         "reason": result.reason, "seconds": seconds, "curve": curve,
@@ -255,7 +256,8 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=[])
     parser.add_argument("--select", action="store_true", help="gate every variant and choose the suite's cases")
     parser.add_argument("--per-task", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", help="with --select: only these variants (e.g. cue-answer intent-label)")
+    parser.add_argument("--variants", nargs="+",
+                        help="with --select: only these variants (e.g. cue-answer intent-label)")
     parser.add_argument("--suite-file", help="JSON list of case names (written by --select)")
     parser.add_argument("--cases", nargs="+", help="run only these cases")
     parser.add_argument("--modes", nargs="+", default=["local", "global"])

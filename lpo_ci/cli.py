@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="score templates and gate them against their base version",
                              description="Exit status: 0 pass, 1 regression, 2 bad input, 3 evaluation error.")
     ev.add_argument("templates", nargs="+", metavar="TEMPLATE", help="template files")
-    ev.add_argument("--model", metavar="M", help="litellm model name (overrides [tool.lpo_ci], not the template's spec)")
+    ev.add_argument("--model", metavar="M",
+                    help="litellm model name (overrides [tool.lpo_ci], not the template's spec)")
     ev.add_argument("--samples", type=POSITIVE_INT, metavar="N",
                     help="examples per template, for templates whose spec sets none")
     ev.add_argument("--max-samples", type=POSITIVE_INT, metavar="N",
@@ -172,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--budget-tokens", type=POSITIVE_INT, metavar="N", help="tokens")
     op.add_argument("--budget-usd", type=POSITIVE_NUMBER, metavar="X", help="dollars")
     op.add_argument("--budget-seconds", type=POSITIVE_NUMBER, metavar="S", help="seconds")
-    op.add_argument("--optimizer-model", metavar="M", help="instruction-following model for marks and "
-                                                           "APE/APO/PE2 proposals (default: LLM-free edit operators only)")
+    op.add_argument("--optimizer-model", metavar="M",
+                    help="instruction-following model for marks and APE/APO/PE2 proposals "
+                         "(default: LLM-free edit operators only)")
     op.add_argument("--rounds", type=POSITIVE_INT, default=3, metavar="N", help="search rounds (default 3)")
     op.add_argument("--beam", type=POSITIVE_INT, default=4, metavar="N", help="beam width (default 4)")
     op.add_argument("--model", metavar="M", help="task model (overrides [tool.lpo_ci], not the template's spec)")
@@ -192,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--example", default=DEFAULT_EXAMPLE, metavar="NAME",
                       help=f"example project: {', '.join(available_examples())} (default: {DEFAULT_EXAMPLE})")
     demo.add_argument("--keep", metavar="DIR", help="build the repository in this folder and keep it")
-    demo.add_argument("--cache-dir", metavar="DIR", help="response cache directory (default: ~/.cache/lpo-ci/demo-responses)")
+    demo.add_argument("--cache-dir", metavar="DIR",
+                      help="response cache directory (default: ~/.cache/lpo-ci/demo-responses)")
     demo.set_defaults(handler=_demo)
     report = commands.add_parser("report", help="work with JSON reports").add_subparsers(
         dest="report_command", required=True)
@@ -212,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reads GITHUB_TOKEN, GITHUB_REPOSITORY, GITHUB_EVENT_PATH and GITHUB_API_URL as a GitHub "
                     "Actions runner sets them. Posting is best effort; the exit status is the report's "
                     "verdict: 0 pass, 1 regression, 2 bad input, 3 evaluation error.")
-    pub.add_argument("--report", required=True, metavar="FILE", help="the JSON report (--lpo-report or lpo-ci eval --report)")
+    pub.add_argument("--report", required=True, metavar="FILE",
+                     help="the JSON report (--lpo-report or lpo-ci eval --report)")
     pub.add_argument("--patch", metavar="FILE", help="write the suggested fixes as one patch (git apply) to this file")
     pub.add_argument("--no-comment", dest="comment", action="store_false", help="do not post the sticky comment")
     pub.add_argument("--no-suggestions", dest="suggestions", action="store_false",
@@ -222,11 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
                                             "must then be --head-sha (default: the workflow_run's head)")
     pub.add_argument("--head-sha", metavar="SHA", help="the commit that was evaluated")
     pub.add_argument("--api-url", metavar="URL", help="GitHub API URL (default: $GITHUB_API_URL, else api.github.com)")
-    pub.add_argument("--pytest-exit-code", type=int, metavar="N", help="exit status of the pytest run that wrote the report")
-    pub.add_argument("--comment-key", metavar="KEY", help="key of the sticky comment (default: the project folder, workflow and job)")
-    pub.add_argument("--project-dir", metavar="DIR", help="the project's folder in the repository (default: the report's, or "
-                                           "with an untrusted report the current directory's)")
-    pub.add_argument("--prompts", action="append", default=[], metavar="GLOB", help="template glob the evaluation used (repeat)")
+    pub.add_argument("--pytest-exit-code", type=int, metavar="N",
+                     help="exit status of the pytest run that wrote the report")
+    pub.add_argument("--comment-key", metavar="KEY",
+                     help="key of the sticky comment (default: the project folder, workflow and job)")
+    pub.add_argument("--project-dir", metavar="DIR",
+                     help="the project's folder in the repository (default: the report's, or "
+                          "with an untrusted report the current directory's)")
+    pub.add_argument("--prompts", action="append", default=[], metavar="GLOB",
+                     help="template glob the evaluation used (repeat)")
     pub.add_argument("--untrusted-report", action="store_true",
                      help="the report comes from another run: show and post fixes only on templates by the "
                           "base branch's globs (implied by --pr and workflow_run/pull_request_target events)")

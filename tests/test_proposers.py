@@ -333,7 +333,8 @@ Sentiment:"""
 def test_prose_spans_are_marked_sentences_not_data_lines():
     t = EditableTemplate(SENTIMENT)
     spans = prose_spans(t, global_marks(t))
-    assert [t.span_text(*s) for s in spans] == ["Classify the sentiment of each product review as positive or negative."]
+    assert [t.span_text(*s) for s in spans] == [
+        "Classify the sentiment of each product review as positive or negative."]
     assert prose_spans(t, frozenset()) == []
 
 

@@ -95,7 +95,7 @@ def _as_seen(text: str) -> str:
                 line.append(ch)
             col += 1
     lines.append("".join(line).rstrip())
-    return "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", l) for l in lines)
+    return "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", text) for text in lines)
 
 
 @pytest.mark.parametrize("how", ["pipe", "ci", "xdist", "quiet"])

@@ -42,7 +42,7 @@ def best_p(head_wrong: int) -> float:
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:
-    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(0, k + 1))
+    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
 
 
 def upper_bound(k: int, n: int, alpha: float) -> float:

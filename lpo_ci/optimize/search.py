@@ -25,7 +25,6 @@ from ..editable import EditableTemplate, align
 from ..evaluate import EvalResult, evaluate
 from ..render import compile_template
 from ..scoring import Outcome
-from ..stats import mcnemar_one_sided
 from .budget import BUDGET_EXHAUSTED, Budget, BudgetedClient
 
 LLM_PROPOSERS = ("ape", "apo", "pe2")
@@ -560,7 +559,8 @@ class Search:
                                       self.options.alpha)
         rows = []
         for (node, _), a in zip(outcomes, assessments):
-            rows.append({"origin": node.origin, "changes": patch.describe(patch.token_changes(head.source, node.source)),
+            rows.append({"origin": node.origin,
+                         "changes": patch.describe(patch.token_changes(head.source, node.source)),
                          "dev": node.correct() / len(self.dev) if node.dev and node.dev.n == len(self.dev) else None,
                          "heldout": a.accuracy, "improved": a.improved, "worsened": a.worsened,
                          "p_value": a.p_value, "below_base": a.below_base, "bound": a.bound,
