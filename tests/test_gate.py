@@ -127,7 +127,7 @@ def test_min_accuracy_is_a_floor_the_head_may_touch():
     at = decide(result(head), None, "none", GateRules(min_accuracy=0.75))
     assert at.status == PASS and at.reason == NO_REFERENCE and at.head_accuracy == 0.75
     under = decide(result(head), None, "none", GateRules(min_accuracy=0.76))
-    assert under.status == FAIL and under.reason == "accuracy 75.0% is under min_accuracy 76.0%"
+    assert under.status == FAIL and under.reason == "under min_accuracy: accuracy 75.0% is under min_accuracy 76.0%"
     # with a reference too, and its reason after the comparison's
     both = paired([C] * 4, head, GateRules(min_accuracy=0.8, tolerance=0.5))
     assert both.status == FAIL
