@@ -20,7 +20,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, asdict
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from .breaker import CircuitBreaker
 from .cache import CacheBackend, ResponseCache, cache_key
@@ -86,14 +87,17 @@ def _import_litellm():
     return litellm
 
 
-async def closing_clients(awaitable):
+T = TypeVar("T")
+
+
+async def closing_clients(awaitable: Awaitable[T]) -> T:
     """Await ``awaitable`` on this event loop, then close the HTTP clients litellm cached for
     it. Some litellm paths (text completion) open an aiohttp session per call and drop it
     unclosed: the loop's handler keeps aiohttp's "Unclosed client session" and "Unclosed
     connector" reports of those off the terminal; other loop errors are reported as usual."""
     loop = asyncio.get_running_loop()
 
-    def handler(loop, context):
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if str(context.get("message", "")).startswith("Unclosed ") and \
                 ("client_session" in context or "connector" in context):
             return
