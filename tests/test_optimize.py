@@ -462,6 +462,6 @@ def test_the_suggestion_and_the_revert_are_shown_in_the_terminal_the_report_and_
                                                                      if k not in ("status", "reason")},
             "head": {"n": verdict.n_paired}, "usage": {"calls": 0}, "examples": [], "optimization": data}
     write_json(tmp_path / "r.json", build_report([item]))
-    body = render(load_report(tmp_path / "r.json"), marker=False, limit=65000)
+    body = render(load_report(tmp_path / "r.json"), limit=65000)
     assert "Reverting your change instead restores 100.0%" in body
     assert f"{result.evidence['strength']} evidence" in body
