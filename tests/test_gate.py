@@ -127,11 +127,12 @@ def test_min_accuracy_is_a_floor_the_head_may_touch():
     at = decide(result(head), None, "none", GateRules(min_accuracy=0.75))
     assert at.status == PASS and at.reason == NO_REFERENCE and at.head_accuracy == 0.75
     under = decide(result(head), None, "none", GateRules(min_accuracy=0.76))
-    assert under.status == FAIL and under.reason == "accuracy 75.0% is under min_accuracy 76.0%"
+    assert under.status == FAIL and under.reason == "under min_accuracy: accuracy 75.0% is under min_accuracy 76.0%"
     # with a reference too, and its reason after the comparison's
     both = paired([C] * 4, head, GateRules(min_accuracy=0.8, tolerance=0.5))
     assert both.status == FAIL
-    assert both.reason == "accuracy dropped 25.0%, within tolerance 50.0%; accuracy 75.0% is under min_accuracy 80.0%"
+    assert both.reason == ("accuracy dropped 25.0%, within tolerance 50.0%; "
+                           "under min_accuracy: accuracy 75.0% is under min_accuracy 80.0%")
 
 
 def test_max_error_rate_is_the_most_failed_calls_allowed():
