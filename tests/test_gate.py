@@ -241,3 +241,15 @@ def test_mcnemar_edges():
     assert mcnemar_one_sided(1, 0) == 0.5
     assert mcnemar_one_sided(2, 1) == pytest.approx(4 / 8)
     assert mcnemar_one_sided(1, 2) == pytest.approx(7 / 8)
+
+
+def test_wilson_interval_stays_within_0_and_1_where_rounding_would_leave_it():
+    # computed, 20 of 20 gives an upper bound of 1.0000000000000002 and 0 of 7 a lower one just under 0
+    assert wilson_interval(20, 20)[1] == 1.0 and wilson_interval(32, 32)[1] == 1.0
+    assert wilson_interval(0, 7)[0] == 0.0 and wilson_interval(0, 9)[0] == 0.0
+
+
+def test_an_empty_base_is_nothing_to_compare_not_a_base_that_failed():
+    verdict = decide(result([C] * 4), {}, "base", GateRules())
+    assert verdict.status == ERROR
+    assert verdict.reason == "no example could be paired with the base: nothing was compared"
