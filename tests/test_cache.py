@@ -286,7 +286,7 @@ def test_the_disabled_cache_has_no_file_and_is_always_empty():
     cache = ResponseCache(None)
     assert cache.path is None and cache.is_empty() and cache.get_many(["k"]) == {}
     with pytest.raises(RuntimeError, match="has no file"):
-        cache._file
+        _ = cache._file
 
 
 def test_is_empty_and_get_many(tmp_path):
