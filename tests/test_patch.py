@@ -290,3 +290,39 @@ def test_suggestion_blocks_and_fences():
     assert Suggestion(1, 2, "````\nx").block() == "`````suggestion\n````\nx\n`````"
     assert Suggestion(2, 3, "").block() == "```suggestion\n```"  # GitHub deletes the lines
     assert Suggestion(1, 2, "a\n").block() == "```suggestion\na\n\n```"
+
+
+def test_paths_are_quoted_as_git_quotes_them(tmp_path):
+    from lpo_ci.patch import _git_quote
+
+    names = ["plain.j2", "bell\a.j2", "back\bspace.j2", "tab\t.j2", "new\nline.j2", "vertical\v.j2",
+             "form\ffeed.j2", "carriage\r.j2", 'quote".j2', "back\\slash.j2", "escape\x1b.j2", "del\x7f.j2",
+             "résumé.j2", "日本語.j2", "space here.j2", "~tilde.j2"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    listed = git(tmp_path, "ls-files").decode("utf-8").splitlines()  # quoted by core.quotePath's default
+    assert sorted(_git_quote(name) for name in names) == sorted(listed)
+
+
+def test_a_long_change_is_cut_at_80_characters_in_its_description():
+    exactly = TokenChange("a", "é" * 80, 0, 1, 1)
+    assert describe([exactly]) == 'line 1: "a" -> "' + "é" * 80 + '"'
+    longer = TokenChange("b" * 81, "", 0, 81, 2)
+    assert describe([longer]) == 'line 2: delete "' + "b" * 77 + '..."'
+
+
+def test_token_changes_are_values():
+    import dataclasses
+
+    (change,) = token_changes("Say hi.", "Say hello.")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        change.new = "bye"  # type: ignore[misc]
+    assert {change} == {TokenChange("hi", "hello", 4, 6, 1)}
+
+
+def test_a_one_word_change_stays_one_word_in_a_long_repetitive_template():
+    old = "yes no " * 60  # every token common: difflib's junk heuristic would rewrite the rest
+    new = old.replace("no", "maybe", 1)
+    assert token_changes(old, new) == [TokenChange("no", "maybe", 4, 6, 1)]
