@@ -326,3 +326,29 @@ def test_a_one_word_change_stays_one_word_in_a_long_repetitive_template():
     old = "yes no " * 60  # every token common: difflib's junk heuristic would rewrite the rest
     new = old.replace("no", "maybe", 1)
     assert token_changes(old, new) == [TokenChange("no", "maybe", 4, 6, 1)]
+
+
+@pytest.mark.parametrize("old, new", [
+    ("one line", "one word"),                                     # a hunk of one line: "@@ -1 +1 @@"
+    ("a\nb\n", "a\nb\nc\n"),                                        # a line added at the end
+    ("a\nb\nc\n", "b\nc\n"),                                        # the first line removed
+])
+def test_hunks_are_what_git_diff_writes(tmp_path, old, new):
+    path = tmp_path / "p.j2"
+    path.write_text(old, encoding="utf-8")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "head")
+    path.write_text(new, encoding="utf-8")
+    theirs = git(tmp_path, "diff", "--no-color", "--no-ext-diff").decode("utf-8").splitlines(keepends=True)
+    assert unified_diff(old, new, "p.j2").splitlines(keepends=True) == [
+        line for line in theirs if not line.startswith("index ")]
+
+
+def test_a_one_line_change_is_one_line_of_the_patch_in_a_long_repetitive_file(tmp_path):
+    old = "".join(random.Random(5).choice("abc") + "\n" for _ in range(240))  # every line common
+    new = old.replace("c\n", "maybe\n", 1)  # (difflib's junk heuristic would rewrite the whole file)
+    patch = unified_diff(old, new, "p.j2")
+    changed = [line for line in patch.splitlines()[3:] if line[:1] in "+-"]
+    assert sorted(changed) == ["+maybe", "-c"]
+    assert git_apply(tmp_path, "p.j2", old, new) == new
