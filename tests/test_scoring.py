@@ -757,3 +757,9 @@ def test_user_scorers_are_values():
     assert hash(scorer) == hash(_UserScorer("m:f", fn)) and scorer == _UserScorer("m:f", fn)
     with pytest.raises(dataclasses.FrozenInstanceError):
         scorer.name = "other"  # type: ignore[misc]
+
+
+def test_the_judge_is_not_built_by_name_alone():
+    with pytest.raises(SpecError, match="the 'judge' scorer needs a judge model client") as info:
+        get_scorer("judge", path="p.j2", line=2)
+    assert (info.value.path, info.value.line) == ("p.j2", 2) and "build_judge" in info.value.hint
