@@ -763,3 +763,15 @@ def test_the_judge_is_not_built_by_name_alone():
     with pytest.raises(SpecError, match="the 'judge' scorer needs a judge model client") as info:
         get_scorer("judge", path="p.j2", line=2)
     assert (info.value.path, info.value.line) == ("p.j2", 2) and "build_judge" in info.value.hint
+
+
+def test_build_scorer_builds_the_judge_behind_the_blank_response_rule(monkeypatch):
+    from lpo_ci import llm
+    from lpo_ci.scoring import _NonEmpty, build_scorer
+    from lpo_ci.scoring.judge import JudgeScorer
+
+    monkeypatch.setattr(llm, "start_litellm_import", lambda: None)  # no model is called here
+    scorer = build_scorer(spec_with(judge_model="openai/gpt-4o-mini"), "judge")
+    assert isinstance(scorer, _NonEmpty) and isinstance(scorer.score, JudgeScorer)
+    assert scorer.score.client.params.model == "openai/gpt-4o-mini"
+    assert scorer(" ", "t") == Score(Outcome.FORMAT_FAILURE, None)
