@@ -19,6 +19,7 @@ Run from the repository root (two mutants at a time by default; not part of CI):
     python benchmarks/mutation.py                       # every module, the table
     python benchmarks/mutation.py --module gate --survivors
     python benchmarks/mutation.py --list --module lpo_ci/stats.py   # the mutants only
+    python benchmarks/mutation.py --module lpo_ci/stats.py --index 12 --index 24   # those two again
 
 Exit status: 0 when every module scores at least --target (default 0.9), else 1.
 """

@@ -525,3 +525,20 @@ def test_a_store_that_fails_after_connecting_leaves_no_connection_open(tmp_path)
                   if os.path.exists(f"/proc/self/fd/{fd}")]
     assert store not in open_files  # closed, though the failed cache is still referenced here
     assert excinfo.value.path == store
+
+
+def test_both_stores_keep_the_same_json_text_non_ascii_as_written(tmp_path):
+    import sqlite3
+
+    from lpo_ci.cache import REDIS_PREFIX
+
+    value = {"text": "Réponse: 日本語", "prompt_tokens": 3}
+    client = FakeRedis()
+    redis_cache(tmp_path, client).put("k", value)
+    local = ResponseCache(tmp_path / "sqlite")
+    local.put("k", value)
+    local.close()
+    db = sqlite3.connect(tmp_path / "sqlite" / "responses.sqlite3")
+    (stored,) = db.execute("SELECT value FROM responses WHERE key = 'k'").fetchone()
+    db.close()
+    assert stored == client.data[REDIS_PREFIX + "k"] == '{"text": "Réponse: 日本語", "prompt_tokens": 3}'
