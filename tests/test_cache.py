@@ -410,7 +410,7 @@ def test_the_first_redis_failure_warns_once_and_the_local_store_takes_over(tmp_p
     assert cache.warnings == ["the shared response cache redis://user:***@127.0.0.1:1/0 could not be used "
                               "(ConnectionError: refused); the run went on with the local cache"]
     cache.close()
-    assert client.closed and cache._client is None
+    assert client.closed and cache._client is None and cache.fallback._local.db is None  # both stores closed
 
 
 def test_a_failure_while_reading_falls_back_too_and_the_reason_is_cut_short(tmp_path, recwarn):
