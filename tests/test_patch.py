@@ -352,3 +352,20 @@ def test_a_one_line_change_is_one_line_of_the_patch_in_a_long_repetitive_file(tm
     changed = [line for line in patch.splitlines()[3:] if line[:1] in "+-"]
     assert sorted(changed) == ["+maybe", "-c"]
     assert git_apply(tmp_path, "p.j2", old, new) == new
+
+
+def test_changed_lines_joins_changes_that_share_a_line_only():
+    from lpo_ci.patch import changed_lines
+
+    assert changed_lines("a b c\nd", "A b C\nd") == [(0, 1, 0, 1)]            # two changes, one line
+    assert changed_lines("a\nb\nc", "A\nB\nc") == [(0, 1, 0, 1), (1, 2, 1, 2)]  # next lines: apart
+    assert changed_lines("one two\nthree four\nfive", "one 2\n3 four\nfive") == [(0, 1, 0, 1), (1, 2, 1, 2)]
+    assert changed_lines("a\nb\nc", "a\nX\nY\nc") == [(1, 2, 1, 3)]            # one line became two
+
+
+def test_suggestions_are_values():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Suggestion(1, 1, "x").replacement = "y"  # type: ignore[misc]
+    assert {Suggestion(1, 1, "x")} == {Suggestion(1, 1, "x")}
