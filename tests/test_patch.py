@@ -361,6 +361,8 @@ def test_changed_lines_joins_changes_that_share_a_line_only():
     assert changed_lines("a\nb\nc", "A\nB\nc") == [(0, 1, 0, 1), (1, 2, 1, 2)]  # next lines: apart
     assert changed_lines("one two\nthree four\nfive", "one 2\n3 four\nfive") == [(0, 1, 0, 1), (1, 2, 1, 2)]
     assert changed_lines("a\nb\nc", "a\nX\nY\nc") == [(1, 2, 1, 3)]            # one line became two
+    assert changed_lines("Q\n\nA", "Q\n\n\nA") == [(2, 2, 2, 3)]             # a blank line added: no old line
+    assert changed_lines("b\n\n", "") == [(0, 2, 0, 0)]                        # everything removed: no new line
 
 
 def test_suggestions_are_values():
