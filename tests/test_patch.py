@@ -253,6 +253,7 @@ def apply_suggestions(old: str, items: list[Suggestion]) -> str:
     ("a\nb\n", "", [(1, 2, "")]),                                       # everything deleted
     ("a\n", "a", []),                                                  # a final newline cannot be suggested
     (".\n", "\n", []),                                                 # nor a file turned into one blank line
+    ("", "Answer.\n", []),                                             # nor text for an empty file
     ("same", "same", []),
 ])
 def test_suggestion_ranges_and_replacements(old, new, expected):
