@@ -427,27 +427,3 @@ def test_the_suggestion_and_the_revert_are_shown_in_the_terminal_the_report_and_
     body = render(load_report(tmp_path / "r.json"), marker=False, limit=65000)
     assert "Reverting your change instead restores 100.0%" in body
     assert f"{result.evidence['strength']} evidence" in body
-
-
-def test_the_best_dev_candidate_is_never_crowded_out_of_the_held_out_check():
-    """Two finalists: the revert and one more. That one is the best on dev (on ties the one undoing
-    least of the pull request), not a weaker candidate that undoes less: when the weaker one fails
-    on held-out, the revert would be suggested though a fix keeping the change was at hand."""
-    from types import SimpleNamespace
-
-    def node(name: str, correct: int, undone: int, changed: int):
-        return SimpleNamespace(source=name, origin="swap", correct=lambda: correct, undone=undone,
-                               changed_tokens=changed)
-
-    head, revert = node("head", 10, 0, 0), node("revert", 16, 9, 13)
-    weak_keeper, best, best_undoing_more = node("weak", 13, 0, 3), node("best", 16, 2, 2), node("more", 16, 5, 2)
-
-    def finalists(count: int, scored: list) -> list[str]:
-        search = SimpleNamespace(revert_node=revert, scored=scored, options=SimpleNamespace(finalists=count),
-                                 undone=lambda n: n.undone)
-        return [n.source for n in Search.choose_finalists(search, head)]
-
-    assert finalists(2, [weak_keeper, best_undoing_more, best]) == ["revert", "best"]
-    assert finalists(3, [weak_keeper, best_undoing_more, best]) == ["revert", "best", "weak"]
-    assert finalists(2, [revert, weak_keeper]) == ["revert", "weak"]  # the revert, scored on dev, once
-    assert finalists(1, [best]) == ["revert"]

@@ -505,9 +505,7 @@ class Search:
         return "no candidate was tried: no proposer found an edit of the marked tokens"
 
     def choose_finalists(self, head: Node) -> list[Node]:
-        """The revert, the best dev candidate (on ties, the one undoing least of the PR), and, when
-        there is room, the good candidate that undoes least of the PR: the best must not lose its
-        slot to a weaker one, or the revert wins by default when that one fails on held-out."""
+        """The revert, the best dev candidate, and the good candidate that undoes least of the PR."""
         revert = self.revert_node.source if self.revert_node is not None else None
         proposed = next((n for n in self.scored if n.source == revert), None)
         if proposed is not None:  # the search scored it on dev: keep those numbers
@@ -516,11 +514,11 @@ class Search:
         good = [n for n in self.scored if n.source != revert and n.correct() > head.correct()]
         chosen = [self.revert_node] if self.revert_node is not None else []
         if good:
-            best = max(good, key=lambda n: (n.correct(), -self.undone(n), -n.changed_tokens))
+            best = max(good, key=lambda n: (n.correct(), -n.changed_tokens))
             floor = head.correct() + (best.correct() - head.correct()) / 2
             keeping = min((n for n in good if n.correct() >= floor),
                           key=lambda n: (self.undone(n), n.changed_tokens, -n.correct()))
-            for node in (best, keeping):
+            for node in (keeping, best):
                 if node not in chosen:
                     chosen.append(node)
         return chosen[:max(1, self.options.finalists)]
