@@ -102,6 +102,7 @@ TEMPLATE_KEYS: dict[str, tuple[Any, str]] = {
     "stop": (_stop, "a string or a list of strings"),
     "api_base": (_string, "a URL such as http://127.0.0.1:8000/v1"),
     "timeout": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
+    "batch_size": (_positive_int, "a positive integer (prompts per completion-mode request)"),
     "drift_window": (_positive_int, "a positive integer (records of the base branch's history)"),
     "drift_tolerance": (_share, "a number between 0 and 1"),
     "router": (lambda v: (_string(v) or isinstance(v, dict)),
@@ -154,6 +155,7 @@ class TestSpec:
     stop: Any = None
     api_base: str | None = None
     timeout: float = 120.0
+    batch_size: int = 1  # completion mode: prompts per request to servers that take a list
     drift_window: int | None = None  # compare with the best of the last N history records
     drift_tolerance: float | None = None  # cumulative drop allowed (default: tolerance)
     router: Any = None  # see lpo_ci.router
