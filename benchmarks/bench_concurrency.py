@@ -29,6 +29,11 @@ Target: this checkout's CPU per call at most half the baseline's. Also
 printed per level: the cold run's whole wall time (start-up included) over
 the ideal; target <= 2 at concurrency 32.
 
+With ``--modes chat,completion`` each variant runs in both modes, and
+``--batch-size 1,8`` adds this checkout in completion mode with ``--batch-size 8``
+(several prompts per request); all variants are interleaved in one run, and
+the server's count of prompts is what is checked.
+
 With ``--peers``, the same 1,000 questions, prompt, server and concurrency
 are run through promptfoo and lm-evaluation-harness when they are installed
 (see benchmarks/README.md), cold then warm, for a side-by-side.
@@ -39,6 +44,7 @@ Run from the repository root::
     python benchmarks/bench_concurrency.py --concurrency 32 --context ""
     python benchmarks/bench_concurrency.py --server thread --strict
     python benchmarks/bench_concurrency.py --baseline-code /tmp/base --repeat 3 --peers
+    python benchmarks/bench_concurrency.py --context "" --modes chat,completion --batch-size 1,8
 
 Exit status: 0 ok; 1 a warm rerun made requests, a run failed, or its answers
 were wrong; 2 (with --strict) the concurrency-32 ratio missed its target.

@@ -16,7 +16,7 @@ import pytest
 
 from lpo_ci.batch import apportion
 from lpo_ci.breaker import CircuitBreaker
-from lpo_ci.cache import ResponseCache
+from lpo_ci.cache import ResponseCache, cache_key
 from lpo_ci.llm import ModelClient, ModelParams, Usage, import_litellm
 from tests.support.openai_server import fake_openai_server
 
@@ -71,16 +71,44 @@ def test_waiting_prompts_share_requests_and_each_gets_its_own_answer(tmp_path):
 def test_batched_answers_equal_unbatched_ones_and_share_the_cache(tmp_path):
     with fake_openai_server(answer=echo_number) as server:
         prompts = questions(24)
-        alone = asyncio.run(client(server, tmp_path / "one", batch_size=1).complete_all(prompts))
+        one, many = client(server, tmp_path / "one", batch_size=1), client(server, tmp_path / "many", batch_size=6)
+        alone = asyncio.run(one.complete_all(prompts))
         assert server.request_sizes == [1] * 24
-        batched = asyncio.run(client(server, tmp_path / "many", batch_size=6).complete_all(prompts))
+        batched = asyncio.run(many.complete_all(prompts))
+        assert max(server.request_sizes[24:]) == 6
         assert [r.text for r in batched] == [r.text for r in alone]
-        for field in ("prompt_tokens", "completion_tokens"):
-            assert total(batched, field) == total(alone, field)
-        # Same cache keys: answers made in batches serve a later unbatched run.
+        usage_alone, usage_batched = Usage(), Usage()
+        for a, b in zip(alone, batched):
+            usage_alone.add(a)
+            usage_batched.add(b)
+            assert (a.attempts, a.cached, a.error, a.model_id, a.system_fingerprint) == \
+                (b.attempts, b.cached, b.error, b.model_id, b.system_fingerprint)
+        usage_alone.latency = usage_batched.latency = 0.0
+        assert usage_batched == usage_alone  # calls, retries, errors, tokens and cost alike
+        # The same cache entries under the same keys (a prompt's tokens in a list are its share).
+        keys = [cache_key(one.params.request(p)) for p in prompts]
+        entries_alone = [one.cache.get(k) for k in keys]
+        entries_batched = [many.cache.get(k) for k in keys]
+        shared = ("prompt_tokens", "completion_tokens", "cost")
+        for a, b in zip(entries_alone, entries_batched):
+            assert {k: v for k, v in a.items() if k not in shared} == {k: v for k, v in b.items() if k not in shared}
+        for name in shared:
+            assert sum(e[name] for e in entries_batched) == sum(e[name] for e in entries_alone)
+        # Answers made in batches serve a later unbatched run, and the other way round.
         server.reset_counts()
         asyncio.run(client(server, tmp_path / "many", batch_size=1).complete_all(prompts))
+        asyncio.run(client(server, tmp_path / "one", batch_size=6).complete_all(prompts))
         assert server.requests == 0
+
+
+def test_a_refused_key_fails_every_prompt_of_the_list_once_and_opens_the_breaker(tmp_path, monkeypatch):
+    monkeypatch.setenv("LPO_CI_API_KEY", "sk-wrong")
+    with fake_openai_server(answer=echo_number, outage=True, outage_status=401) as server:
+        c = client(server, tmp_path, retries=4)
+        results = asyncio.run(c.complete_all(questions(8)))
+        assert all(r.text is None and r.error.startswith("configuration error") for r in results)
+        assert server.request_sizes == [8]  # no retry, no resend: the key, not the list, was refused
+        assert c.breaker.error is not None and c._batcher.refused is None
 
 
 def test_each_prompt_holds_one_of_the_concurrent_slots(tmp_path):
@@ -218,6 +246,58 @@ def test_eval_with_batch_size_on_the_command_line(tmp_path, monkeypatch):
         assert item["head_accuracy"] == 1.0 and item["usage"]["calls"] == 30
         assert server.request_sizes == [10, 10, 10]
         assert item["usage"]["completion_tokens"] == 2 * 30
+
+
+def test_eval_reports_the_same_batched_or_not(tmp_path, monkeypatch):
+    """Same verdict, examples, outcomes and usage from the command line, batched or not, through
+    a server that answers each prompt by its wording (some right, some wrong)."""
+    from lpo_ci.cli import main
+
+    project = tmp_path / "project"
+    (project / "prompts").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[tool.lpo_ci]\nmodel = "openai/fake"\nmode = "completion"\n')
+    rows = [{"question": f"Question {i}:" + " word" * (i % 5), "target": f"answer {i if i % 4 else i + 1}"}
+            for i in range(48)]
+    (project / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (project / "prompts" / "t.j2").write_text(
+        "{# lpo:\n  dataset: data.jsonl\n  scorer: exact\n  samples: 48\n#}\n{{ question }}\nAnswer:")
+    monkeypatch.chdir(project)
+    reports = {}
+    with fake_openai_server(answer=echo_number) as server:
+        for size in (1, 8):
+            code = main(["eval", "prompts/t.j2", "--api-base", server.url, "--batch-size", str(size),
+                         "--concurrency", "16", "--no-base", "--cache-dir", str(tmp_path / f"cache-{size}"),
+                         "--report", str(tmp_path / f"r{size}.json")])
+            assert code == 0
+            reports[size] = json.loads((tmp_path / f"r{size}.json").read_text())["templates"][0]
+        assert max(server.request_sizes[:48]) == 1 and max(server.request_sizes[48:]) == 8
+    alone, batched = reports[1], reports[8]
+    assert 0 < alone["head_accuracy"] < 1
+    for name in ("status", "head_accuracy", "examples"):
+        assert batched[name] == alone[name], name
+    for name, value in alone["usage"].items():
+        if name != "latency":
+            assert batched["usage"][name] == value, name
+
+
+def test_batch_size_in_pyproject_and_the_option_that_turns_it_off(tmp_path, monkeypatch):
+    from lpo_ci.cli import main
+
+    project = tmp_path / "project"
+    (project / "prompts").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[tool.lpo_ci]\nmodel = "openai/fake"\nmode = "completion"\nbatch_size = 6\nconcurrency = 12\n')
+    rows = [{"question": f"Question {i}:", "target": f"answer {i}"} for i in range(12)]
+    (project / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (project / "prompts" / "t.j2").write_text(
+        "{# lpo:\n  dataset: data.jsonl\n  scorer: exact\n  samples: 12\n#}\n{{ question }}\nAnswer:")
+    monkeypatch.chdir(project)
+    with fake_openai_server(answer=echo_number) as server:
+        for extra, sizes in (([], [6, 6]), (["--batch-size", "1"], [1] * 12)):
+            server.reset_counts()
+            assert main(["eval", "prompts/t.j2", "--api-base", server.url, *extra, "--no-base", "--fresh",
+                         "--cache-dir", str(tmp_path / "cache")]) == 0
+            assert server.request_sizes == sizes
 
 
 def test_batch_size_must_be_a_positive_integer(tmp_path, monkeypatch, capsys):
