@@ -475,7 +475,8 @@ def machine_load() -> str:
 
 
 def variants_to_measure(args, parser) -> list[Variant]:
-    """This checkout in each mode (completion: at each --batch-size), and the baseline in each mode."""
+    """This checkout in each mode (completion: at each --batch-size), and the baseline in each of
+    --baseline-modes (default: every mode)."""
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in ("chat", "completion") for m in modes):
         parser.error("--modes: a comma-separated list of chat and completion")
@@ -486,7 +487,7 @@ def variants_to_measure(args, parser) -> list[Variant]:
     for mode in modes:
         for size in (sizes if mode == "completion" else [1]):
             variants.append(Variant(f"this {mode}" + (f" batch {size}" if size > 1 else ""), None, mode, size))
-        if args.baseline_code:
+        if args.baseline_code and mode in (args.baseline_modes or args.modes).split(","):
             baseline = Path(args.baseline_code).resolve()
             if not (baseline / "lpo_ci" / "__init__.py").is_file():
                 parser.error(f"--baseline-code: no lpo_ci package in {baseline}")
@@ -504,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-target", type=float, default=2.0, help="max cold wall (start-up included) / ideal")
     parser.add_argument("--repeat", type=int, default=1, help="cold+warm runs per level; medians shown")
     parser.add_argument("--modes", default="chat", help="chat, completion or both (comma-separated)")
+    parser.add_argument("--baseline-modes", help="the modes of --modes to measure the baseline in "
+                                                 "(default: all of them)")
     parser.add_argument("--batch-size", default="1",
                         help="completion mode, this checkout: prompts per request (comma-separated to "
                              "measure several, e.g. 1,16)")

@@ -226,17 +226,23 @@ def test_a_priced_model_s_cost_is_shared_out_and_sums_to_the_request_s(tmp_path)
         assert all(r.cost > 0 for r in batched)
 
 
+def completion_project(tmp_path, monkeypatch, rows: list[dict], settings: str = "") -> None:
+    """A project scoring prompts/t.j2 on ``rows`` in completion mode; the working directory."""
+    project = tmp_path / "project"
+    (project / "prompts").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[tool.lpo_ci]\nmodel = "openai/fake"\nmode = "completion"\n' + settings)
+    (project / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (project / "prompts" / "t.j2").write_text(
+        f"{{# lpo:\n  dataset: data.jsonl\n  scorer: exact\n  samples: {len(rows)}\n#}}\n{{{{ question }}}}\nAnswer:")
+    monkeypatch.chdir(project)
+
+
 def test_eval_with_batch_size_on_the_command_line(tmp_path, monkeypatch):
     from lpo_ci.cli import main
 
-    project = tmp_path / "project"
-    (project / "prompts").mkdir(parents=True)
-    (project / "pyproject.toml").write_text('[tool.lpo_ci]\nmodel = "openai/fake"\nmode = "completion"\n')
-    rows = [{"question": f"Question {i}:", "target": f"answer {i}"} for i in range(30)]
-    (project / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (project / "prompts" / "t.j2").write_text(
-        "{# lpo:\n  dataset: data.jsonl\n  scorer: exact\n  samples: 30\n#}\n{{ question }}\nAnswer:")
-    monkeypatch.chdir(project)
+    completion_project(tmp_path, monkeypatch, [{"question": f"Question {i}:", "target": f"answer {i}"}
+                                               for i in range(30)])
     with fake_openai_server(answer=echo_number) as server:
         code = main(["eval", "prompts/t.j2", "--api-base", server.url, "--batch-size", "10",
                      "--concurrency", "10", "--no-base", "--cache-dir", str(tmp_path / "cache"),
@@ -253,15 +259,9 @@ def test_eval_reports_the_same_batched_or_not(tmp_path, monkeypatch):
     a server that answers each prompt by its wording (some right, some wrong)."""
     from lpo_ci.cli import main
 
-    project = tmp_path / "project"
-    (project / "prompts").mkdir(parents=True)
-    (project / "pyproject.toml").write_text('[tool.lpo_ci]\nmodel = "openai/fake"\nmode = "completion"\n')
-    rows = [{"question": f"Question {i}:" + " word" * (i % 5), "target": f"answer {i if i % 4 else i + 1}"}
-            for i in range(48)]
-    (project / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (project / "prompts" / "t.j2").write_text(
-        "{# lpo:\n  dataset: data.jsonl\n  scorer: exact\n  samples: 48\n#}\n{{ question }}\nAnswer:")
-    monkeypatch.chdir(project)
+    completion_project(tmp_path, monkeypatch, [
+        {"question": f"Question {i}:" + " word" * (i % 5), "target": f"answer {i if i % 4 else i + 1}"}
+        for i in range(48)])
     reports = {}
     with fake_openai_server(answer=echo_number) as server:
         for size in (1, 8):
@@ -283,15 +283,8 @@ def test_eval_reports_the_same_batched_or_not(tmp_path, monkeypatch):
 def test_batch_size_in_pyproject_and_the_option_that_turns_it_off(tmp_path, monkeypatch):
     from lpo_ci.cli import main
 
-    project = tmp_path / "project"
-    (project / "prompts").mkdir(parents=True)
-    (project / "pyproject.toml").write_text(
-        '[tool.lpo_ci]\nmodel = "openai/fake"\nmode = "completion"\nbatch_size = 6\nconcurrency = 12\n')
-    rows = [{"question": f"Question {i}:", "target": f"answer {i}"} for i in range(12)]
-    (project / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (project / "prompts" / "t.j2").write_text(
-        "{# lpo:\n  dataset: data.jsonl\n  scorer: exact\n  samples: 12\n#}\n{{ question }}\nAnswer:")
-    monkeypatch.chdir(project)
+    completion_project(tmp_path, monkeypatch, [{"question": f"Question {i}:", "target": f"answer {i}"}
+                                               for i in range(12)], "batch_size = 6\nconcurrency = 12\n")
     with fake_openai_server(answer=echo_number) as server:
         for extra, sizes in (([], [6, 6]), (["--batch-size", "1"], [1] * 12)):
             server.reset_counts()
