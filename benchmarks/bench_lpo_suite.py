@@ -31,7 +31,7 @@ from pathlib import Path
 from statistics import mean, median
 
 from lpo_bench import dump, memoize_generations, mirror, project
-from lpo_cases import Case, length_variants, variants
+from lpo_cases import Case, length_variants, sentiment_length_variants, variants
 
 PROPOSER_SETS = {"operators": ("restore", "delete", "swap", "phrase"),
                  "rewrite": ("restore", "delete", "swap", "phrase", "rewrite"),
@@ -269,13 +269,22 @@ def main() -> int:
                         help="operators: the LLM-free operators; rewrite: plus the embedded model's rewrites; "
                              "search: without 'restore' (what the marks do, when the base's text is not offered)")
     parser.add_argument("--lengths", type=int, nargs="+", help="the length study: prompt lengths in tokens")
-    parser.add_argument("--length-task", help="the task whose prompt is padded to each length")
+    parser.add_argument("--length-task",
+                        help="the BBH task whose prompt is padded to each length, or 'review-sentiment' (the example)")
     parser.add_argument("--length-kinds", nargs="+", default=["reword-0", "intent-label"],
                         help="the regressions injected at each length")
     parser.add_argument("--option-text", action="store_true", help="exemplar answers carry the option's text")
     parser.add_argument("--memo", default="/tmp/lpo-opt-cache/generations")
     parser.add_argument("--json", help="write every row here (rewritten after each run)")
+    parser.add_argument("--report", nargs="+", metavar="JSON",
+                        help="print the tables from the rows of earlier runs (their --json files) and exit")
     args = parser.parse_args()
+    if args.report:
+        import json
+
+        rows = [row for path in args.report for row in json.loads(Path(path).read_text(encoding="utf-8"))]
+        report(rows, f"{len(args.report)} run file(s): " + ", ".join(Path(p).name for p in args.report))
+        return 0
     mirror()
     memoize_generations(Path(args.memo))
     from lpo_cases import load_suite
@@ -284,7 +293,8 @@ def main() -> int:
                                   if args.suite_file and not args.select else []) if not n.startswith("review-")})
     pool = variants(tasks, option_text=args.option_text)
     if args.lengths:
-        pool += length_variants(args.length_task, args.lengths, args.length_kinds, args.option_text)
+        pool += sentiment_length_variants(args.lengths, args.length_kinds) if args.length_task == "review-sentiment" \
+            else length_variants(args.length_task, args.lengths, args.length_kinds, args.option_text)
     known = {c.name: c for c in pool}
     with tempfile.TemporaryDirectory(prefix="lpo-suite-") as tmp:
         workdir = Path(tmp)
@@ -313,7 +323,12 @@ def main() -> int:
                               f"rec {fmt(row['recovery'])} calls {row['calls']} best@{row['calls_to_best']} "
                               f"{row['seconds']:.0f}s | {row['changes'][:100]!r}", file=sys.stderr, flush=True)
                         dump(args.json, rows)
-    print(f"LPO regression suite, embedded local model, budget {args.budget_calls} calls, seeds {args.seeds}")
+    report(rows, f"budget {args.budget_calls} calls, seeds {args.seeds}")
+    return 0
+
+
+def report(rows: list[dict], what: str) -> None:
+    print(f"LPO regression suite, embedded local model, {what}")
     print_table(rows)
     summarize(rows, "all cases")
     small = [r for r in rows if r["small"]]
@@ -322,7 +337,6 @@ def main() -> int:
     print_convergence(rows)
     print_lengths(rows)
     print_accepted(rows)
-    return 0
 
 
 if __name__ == "__main__":

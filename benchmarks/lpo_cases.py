@@ -184,21 +184,29 @@ EXAMPLE = ROOT / "examples" / "review-sentiment"
 LABELS = {"positive": "negative", "negative": "positive"}
 
 
-def sentiment_variants() -> list[Case]:
-    base = (EXAMPLE / "prompts" / "review_sentiment.j2").read_text(encoding="utf-8")
+def sentiment_variants(guidance: list[str] | None = None, extra: list[tuple[str, str]] | None = None,
+                       label: str = "") -> list[Case]:
+    """The example's regressions; ``guidance`` lines and ``extra`` exemplars pad its prompt (the
+    length study), the injected changes touch only its own instruction and four exemplars."""
+    shipped = (EXAMPLE / "prompts" / "review_sentiment.j2").read_text(encoding="utf-8")
     files = {"data/reviews.jsonl": (EXAMPLE / "data" / "reviews.jsonl").read_text(encoding="utf-8"),
              "review_scoring.py": (EXAMPLE / "review_scoring.py").read_text(encoding="utf-8")}
     instruction = "Classify the sentiment of each product review as positive or negative."
-    shots = re.findall(r"Review: (.*)\nSentiment: (\w+)\n\n", base)
+    shots = re.findall(r"Review: (.*)\nSentiment: (\w+)\n\n", shipped)
+    padding = "".join(f"\n{line}" for line in guidance or ())
+    extra = list(extra or ())
 
     def body(first: str, pairs, cue: str = "Sentiment:") -> str:
-        spec = base[:base.index("#}") + 3]
-        return spec + first + "\n\n" + "".join(f"Review: {r}\n{cue} {label}\n\n" for r, label in pairs) + \
+        spec = shipped[:shipped.index("#}") + 3]
+        return spec + first + padding + "\n\n" + \
+            "".join(f"Review: {r}\n{cue} {label}\n\n" for r, label in list(pairs) + extra) + \
             f"Review: {{{{ review }}}}\n{cue}"
 
+    base = body(instruction, shots) if guidance or extra else shipped
+
     def case(kind: str, variant: str, head: str, note: str) -> Case:
-        return Case(f"review-sentiment/{kind}-{variant}", "review-sentiment (48 rows)", kind, base, head, note,
-                    files, small=True)
+        return Case(f"review-sentiment{label}/{kind}-{variant}", "review-sentiment (48 rows)", kind, base, head,
+                    note, files, small=True)
 
     inverted = [(r, LABELS[label]) for r, label in shots]
     return [
@@ -208,7 +216,99 @@ def sentiment_variants() -> list[Case]:
         case("cue", "label", body(instruction, shots, cue="Label:"), "cue renamed 'Sentiment:' -> 'Label:'"),
         case("intent", "drop", body(f"{instruction} {WANTED}", shots[:2]),
              f"added {WANTED!r}; two exemplars accidentally deleted"),
+        case("format", "1", body(f"{instruction} {FORMATS[1]}", shots), f"format constraint added: {FORMATS[1]!r}"),
+        case("reorder", "grouped", body(instruction, shots[0::2] + shots[1::2]),
+             "exemplars reordered (the positive ones first)"),
     ]
+
+
+# Hand-written reviews for padding the example's prompt (none is in its dataset), and the
+# instructions a team adds to such a prompt over time.
+EXTRA_REVIEWS = (
+    ("The blanket is soft and warm, exactly what I wanted.", "positive"),
+    ("The lid does not close properly and coffee spills.", "negative"),
+    ("Easy to assemble and looks great in the living room.", "positive"),
+    ("The battery swelled up after three weeks.", "negative"),
+    ("Crisp picture and the remote is simple to use.", "positive"),
+    ("The strap tore the second time I wore the watch.", "negative"),
+    ("These socks are thick, warm and did not shrink.", "positive"),
+    ("The printer jams on every other page.", "negative"),
+    ("My dog loves these treats and they smell fine.", "positive"),
+    ("It arrived in the wrong colour and the return was a hassle.", "negative"),
+    ("The pan heats evenly and nothing sticks to it.", "positive"),
+    ("Flimsy hinges, the door fell off in a month.", "negative"),
+    ("The speaker is small but surprisingly loud and clear.", "positive"),
+    ("The sizes run tiny, I could not even get it on.", "negative"),
+    ("A lovely novel, I could not put it down.", "positive"),
+    ("The glue smells toxic and does not hold anything.", "negative"),
+    ("The backpack has lots of pockets and the straps are padded.", "positive"),
+    ("The mouse double clicks on its own, very annoying.", "negative"),
+    ("Fresh flowers that lasted two full weeks.", "positive"),
+    ("The charger gets so hot I am afraid to use it.", "negative"),
+    ("The scarf is elegant and the wool is not itchy.", "positive"),
+    ("The puzzle was missing six pieces.", "negative"),
+    ("This kettle boils water fast and shuts off by itself.", "positive"),
+    ("The watch stopped keeping time after a week.", "negative"),
+    ("Great tea, fragrant and never bitter.", "positive"),
+    ("The umbrella flipped inside out in a light breeze.", "negative"),
+    ("The drill is powerful and the battery lasts for hours.", "positive"),
+    ("The cushion went flat within days.", "negative"),
+    ("Installation was simple and the faucet looks modern.", "positive"),
+    ("Static on every call, the microphone is useless.", "negative"),
+    ("The board game is fun for the whole family.", "positive"),
+    ("The sheets pilled after the first wash.", "negative"),
+    ("A sturdy ladder that folds flat for storage.", "positive"),
+    ("The toaster burns one side and leaves the other raw.", "negative"),
+    ("Comfortable gloves, my hands stayed warm all winter.", "positive"),
+    ("The camera app freezes and drains the battery.", "negative"),
+    ("The rug feels soft and the colours are vivid.", "positive"),
+    ("The wheels squeak and one came off already.", "negative"),
+    ("Quick delivery and the plant arrived healthy.", "positive"),
+    ("The cover does not fit and the buttons are hard to press.", "negative"),
+)
+REVIEW_GUIDANCE = (
+    "Read the whole review before you decide.",
+    "A review that mentions both good and bad points gets the label of its overall verdict.",
+    "Answer with exactly one word: positive or negative.",
+    "Do not explain your answer.",
+    "Complaints about delivery count as negative, even when the product is fine.",
+    "Ignore the product category; judge only the reviewer's opinion.",
+    "Sarcasm counts as negative.",
+    "Use the same format as the examples below.",
+)
+
+
+def _review_tokens(text: str) -> int:
+    from lpo_ci import local_model
+
+    literal = text.split("#}\n", 1)[1].replace("{{ review }}", "")
+    return len(local_model.load().tokenize(literal.encode("utf-8"), add_bos=False))
+
+
+def sentiment_length_variants(lengths: list[int], kinds: list[str]) -> list[Case]:
+    """The example's regressions inside its prompt padded to about each length (names carry it):
+    the published instruction and four exemplars, then guidance lines and hand-written
+    exemplars in turn while they fit. The injected change touches the same four exemplars."""
+    out = []
+    for length in lengths:
+        guidance: list[str] = []
+        extra: list[tuple[str, str]] = []
+        pool = []
+        for k in range(max(len(REVIEW_GUIDANCE), len(EXTRA_REVIEWS))):
+            if k < len(REVIEW_GUIDANCE):
+                pool.append(("guidance", REVIEW_GUIDANCE[k]))
+            if k < len(EXTRA_REVIEWS):
+                pool.append(("shot", EXTRA_REVIEWS[k]))
+        for kind, item in pool:
+            grown_g, grown_e = (guidance + [item], extra) if kind == "guidance" else (guidance, extra + [item])
+            if _review_tokens(sentiment_variants(grown_g, grown_e)[0].base) > length * 1.1:
+                continue
+            guidance, extra = grown_g, grown_e
+        for case in sentiment_variants(guidance, extra, label=f"@{length}"):
+            if case.name.split("/")[1] in kinds:
+                case.note += f" ({_review_tokens(case.base)}-token prompt)"
+                out.append(case)
+    return out
 
 
 def variants(tasks: list[str], option_text: bool = False) -> list[Case]:

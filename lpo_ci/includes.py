@@ -122,10 +122,11 @@ def git_reader(root: Path, rev: str) -> Reader:
             text = vcs.show(root, rev, prefix + path)
             if text is None or not vcs.is_symlink(root, rev, prefix + path):
                 break
-            target = PurePosixPath(text.strip())
-            path, text = (None if target.is_absolute() else _inside(PurePosixPath(path).parent / target)), None
-            if path is None:
+            target, text = PurePosixPath(text.strip()), None
+            linked = None if target.is_absolute() else _inside(PurePosixPath(path).parent / target)
+            if linked is None:
                 break  # a link out of the project: not read
+            path = linked
         cache[rel] = text
         return text
 

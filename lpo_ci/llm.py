@@ -21,7 +21,8 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field, asdict
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from .batch import BatchMismatch, PromptBatcher, apportion
 from .breaker import CircuitBreaker
@@ -88,7 +89,10 @@ def _import_litellm():
     return litellm
 
 
-async def closing_clients(awaitable):
+T = TypeVar("T")
+
+
+async def closing_clients(awaitable: Awaitable[T]) -> T:
     """Await ``awaitable`` on this event loop, then close the HTTP clients litellm cached for
     it and the text-completion clients shared on it. Some litellm paths (text completion
     without a shared client) open an aiohttp session per call and drop it unclosed: the
@@ -96,7 +100,7 @@ async def closing_clients(awaitable):
     reports of those off the terminal; other loop errors are reported as usual."""
     loop = asyncio.get_running_loop()
 
-    def handler(loop, context):
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if str(context.get("message", "")).startswith("Unclosed ") and \
                 ("client_session" in context or "connector" in context):
             return

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -43,8 +44,11 @@ def _setup(config, args: list[str]) -> tuple[Path, Path | None] | None:
                    "rootdir_cmd_arg": getattr(known, "rootdir", None) or None,
                    "invocation_dir": Path(config.invocation_params.dir),
                    "override_ini": getattr(known, "override_ini", None)}
-        wanted = inspect.signature(determine_setup).parameters
-        found = determine_setup(**{k: v for k, v in offered.items() if k in wanted})
+        # private, and its keywords change between pytest versions: called with the ones this one takes,
+        # relied on for the first two items it returns
+        helper: Callable[..., tuple[Path, Path | None, *tuple[object, ...]]] = determine_setup
+        wanted = inspect.signature(helper).parameters
+        found = helper(**{k: v for k, v in offered.items() if k in wanted})
         return Path(found[0]), Path(found[1]) if found[1] else None
     except Exception:  # noqa: BLE001 - a private helper: without it, the plain comparison below
         return None

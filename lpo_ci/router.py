@@ -132,7 +132,7 @@ def resolve_model(config: RouterConfig, model: str | None, where: dict[str, Any]
 class RouterPool:
     """One litellm Router per set-up for the whole run, so load and cooldowns are shared."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._routers: dict[str, Any] = {}
 
     def get(self, config: RouterConfig):

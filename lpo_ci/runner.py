@@ -22,7 +22,7 @@ from .errors import EvaluationError, LpoError, SpecError
 from .evaluate import EvalResult, evaluate
 from .gate import ERROR, FAIL, NO_REFERENCE, GateRules, Verdict, decide
 from .llm import ModelClient, ModelParams, Usage, closing_clients
-from .render import IncludeError, compile_template, distinct_prompts
+from .render import IncludeError, PromptTemplate, compile_template, distinct_prompts
 from .router import RouterPool, route
 from .spec import Settings, TemplateFile, TestSpec
 
@@ -127,7 +127,7 @@ class ItemReport:
         }
 
 
-def _first_prompt(template, variables) -> str | None:
+def _first_prompt(template: PromptTemplate, variables: dict[str, Any] | None) -> str | None:
     """The prompt of the first example, or None when it does not render (reported later)."""
     try:
         return template.render(variables) if variables is not None else None
@@ -171,7 +171,8 @@ class Session:
         self.fresh = False  # ask the model again instead of reading the cache (--lpo-fresh)
         self.history = None  # lpo_ci.history.hook.HistoryGates, applied after the gate
 
-    def loader(self, relpath: str, *, rev: str | None = None, overrides: dict[str, str] | None = None):
+    def loader(self, relpath: str, *, rev: str | None = None,
+               overrides: dict[str, str] | None = None) -> includes.ProjectLoader:
         """The loader of the files a template at ``relpath`` includes: from the working tree,
         or as they were at commit ``rev`` (its file names in errors are ``rev:path``)."""
         if rev not in self._readers:
@@ -391,7 +392,7 @@ class Session:
                 prepared=report.prepared, options=options, gate=report.verdict, say=say,
                 compile=lambda source: compile_template(source, template.relpath, loader))))
 
-        def compile_through(source: str):
+        def compile_through(source: str) -> PromptTemplate:
             loader = self.loader(template.relpath, overrides={target: source})
             return compile_template(template.source, template.relpath, loader)
 

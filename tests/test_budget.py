@@ -172,3 +172,46 @@ def test_budgeted_client_stops_at_the_dollar_limit(tmp_path):
     answers = [asyncio.run(client.complete(p)) for p in ("a", "b", "c", "d")]
     assert [a.text is not None for a in answers] == [True, True, True, False]
     assert budget.spent_usd == pytest.approx(0.03) and budget.stopped_by == "usd"
+
+
+class Clock:
+    """A monotonic clock the test moves by hand, so a time limit is tested at its boundary."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_the_seconds_limit_is_reached_at_exactly_the_limit(monkeypatch):
+    from lpo_ci.optimize import budget as budget_module
+
+    clock = Clock(100.0)
+    monkeypatch.setattr(budget_module, "time", clock)
+    budget = Budget(calls=None, seconds=10, _started=100.0)
+    clock.now = 109.5
+    assert budget.elapsed == 9.5 and budget.reason_to_stop() is None
+    clock.now = 110.0
+    assert budget.reason_to_stop() == "seconds" and not budget.try_spend_call()
+    clock.now = 200.0
+    budget.restart_clock()
+    assert budget.elapsed == 0.0 and budget._started == 200.0
+
+
+def test_the_report_rounds_seconds_to_hundredths(monkeypatch):
+    from lpo_ci.optimize import budget as budget_module
+
+    clock = Clock(12.3456)
+    monkeypatch.setattr(budget_module, "time", clock)
+    assert Budget(_started=0.0).to_dict()["spent"]["seconds"] == 12.35
+
+
+def test_refusing_a_call_answers_false_not_a_falsy_value():
+    budget = Budget(calls=0)
+    assert budget.try_spend_call() is False and budget.stopped_by == "calls"
+    assert Budget().try_spend_call() is True
+
+
+def test_the_clock_stays_out_of_the_budgets_repr():
+    assert "_started" not in repr(Budget()) and "calls=300" in repr(Budget())

@@ -24,7 +24,8 @@ def test_demo_catches_the_regression_with_the_local_model(tmp_path, capsys):
     assert "one-sided exact McNemar p = " in out
     assert "the embedded local model (offline, no key)" in out
     assert "The gate caught the regression" in out
-    assert "LPO (local): suggested: held-out accuracy" in out
+    assert "LPO (local): suggested: " in out and "held-out accuracy" in out
+    assert "reverting your change restores" in out  # the revert, reported apart
     assert "+Review: I love it, works great." in out  # the fix restores the few-shot examples
     repo = tmp_path / "review-sentiment"
     log = subprocess.run(["git", "-C", str(repo), "log", "--oneline"], capture_output=True, text=True).stdout

@@ -110,3 +110,70 @@ def test_a_token_the_lexer_rewrote_is_frozen_and_later_text_stays_in_place():
     assert words(t) == ["Say", "hello", "world"]
     for token in t.tokens:
         assert source[token.start:token.end] == token.text
+
+
+def test_units_cover_the_source_with_frozen_stretches_between_the_tokens():
+    source = "{{ greeting }} Hello world.{# lpo-frozen #} keep {# lpo-end #}"
+    t = EditableTemplate(source)
+    assert t.units == [("{{ greeting }}", None), (" ", 0), ("Hello", 1), (" ", 2), ("world", 3), (".", 4),
+                       ("{# lpo-frozen #} keep {# lpo-end #}", None)]
+    assert "".join(text for text, _ in t.units) == source
+    # text first and last: no empty frozen stretch at either end or between adjacent tokens
+    assert EditableTemplate("Hi {{ x }}!").units == [("Hi", 0), (" ", 1), ("{{ x }}", None), ("!", 2)]
+    assert EditableTemplate("{{ x }}").units == [("{{ x }}", None)] and EditableTemplate("").units == []
+
+
+def test_align_keeps_a_one_word_edit_local_in_a_long_repetitive_template():
+    from lpo_ci.editable import align
+
+    source = "yes no " * 60  # 240 units, every one common: difflib's junk heuristic would lose them
+    edited = source.replace("no", "maybe", 1)
+    assert align(EditableTemplate(source), EditableTemplate(edited)) == [
+        ("equal", 0, 2, 0, 2), ("replace", 2, 3, 2, 3), ("equal", 3, 240, 3, 240)]
+
+
+def test_tokens_are_values():
+    import dataclasses
+
+    token = EditableTemplate("Hello").tokens[0]
+    assert token == EditableTemplate("Hello").tokens[0] and (token.start, token.end) == (0, 5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        token.text = "Bye"  # type: ignore[misc]
+    assert {token} == {EditableTemplate("Hello").tokens[0]}
+
+
+def test_runs_join_marked_tokens_that_touch_in_the_source():
+    t = EditableTemplate("Hello big world{{ x }}again now")
+    # tokens: Hello, " ", big, " ", world, again, " ", now ("world" and "again" are apart: {{ x }})
+    assert [tok.text for tok in t.tokens] == ["Hello", " ", "big", " ", "world", "again", " ", "now"]
+    assert t.runs({0, 1, 2}) == [(0, 3)] and t.runs(frozenset({2, 0, 1})) == [(0, 3)]
+    assert t.runs({0, 2}) == [(0, 1), (2, 3)]
+    assert t.runs({4, 5}) == [(4, 5), (5, 6)]  # consecutive tokens, but a variable between them
+    assert t.runs({5, 6, 7}) == [(5, 8)] and t.runs(set()) == []
+
+
+def test_replace_takes_adjacent_ranges_and_refuses_overlapping_ones():
+    t = EditableTemplate("Hello big world")
+    assert t.replace({(2, 3): "small", (0, 1): "Hi"}) == "Hi small world"
+    assert t.replace({(0, 1): "Hi", (1, 2): "_"}) == "Hi_big world"  # touching, not overlapping
+    assert t.replace({}) == "Hello big world"
+    with pytest.raises(ValueError, match="overlapping replacements"):
+        t.replace({(0, 3): "x", (2, 5): "y"})
+
+
+def test_marks_from_tags_marks_only_the_tagged_tokens_wherever_the_copy_starts():
+    t = EditableTemplate("\nHello big world\n")
+    # Jinja drops the final line break
+    assert [tok.text for tok in t.tokens] == ["\n", "Hello", " ", "big", " ", "world"]
+    assert t.marks_from_tags("Hello big <edit>world</edit>") == {5}  # the copy lost the outer line breaks
+    assert t.marks_from_tags("   \nHello <edit>big</edit> world") == {3}  # or gained spaces
+    assert t.marks_from_tags("\nHello <edit>big wor</edit>ld\n") == {3, 5}  # a cut token is marked whole
+    assert t.marks_from_tags("\nHello<edit> </edit>big world\n") == frozenset()  # whitespace alone: nothing
+    assert EditableTemplate("Hello world").marks_from_tags("Hello <edit>world</edit>") == {2}
+
+
+def test_an_edit_of_a_template_that_does_not_compile_is_refused():
+    # the lexer takes it (so the syntax matches), the parser does not: no edit can be checked against it
+    t = EditableTemplate("Hello {% if x %} world")
+    reason = t.check("Hi {% if x %} world", marks_of(t, "Hello"))
+    assert reason.startswith("does not compile: Jinja syntax error: Unexpected end of template")

@@ -127,11 +127,12 @@ def test_min_accuracy_is_a_floor_the_head_may_touch():
     at = decide(result(head), None, "none", GateRules(min_accuracy=0.75))
     assert at.status == PASS and at.reason == NO_REFERENCE and at.head_accuracy == 0.75
     under = decide(result(head), None, "none", GateRules(min_accuracy=0.76))
-    assert under.status == FAIL and under.reason == "accuracy 75.0% is under min_accuracy 76.0%"
+    assert under.status == FAIL and under.reason == "under min_accuracy: accuracy 75.0% is under min_accuracy 76.0%"
     # with a reference too, and its reason after the comparison's
     both = paired([C] * 4, head, GateRules(min_accuracy=0.8, tolerance=0.5))
     assert both.status == FAIL
-    assert both.reason == "accuracy dropped 25.0%, within tolerance 50.0%; accuracy 75.0% is under min_accuracy 80.0%"
+    assert both.reason == ("accuracy dropped 25.0%, within tolerance 50.0%; "
+                           "under min_accuracy: accuracy 75.0% is under min_accuracy 80.0%")
 
 
 def test_max_error_rate_is_the_most_failed_calls_allowed():
@@ -240,3 +241,15 @@ def test_mcnemar_edges():
     assert mcnemar_one_sided(1, 0) == 0.5
     assert mcnemar_one_sided(2, 1) == pytest.approx(4 / 8)
     assert mcnemar_one_sided(1, 2) == pytest.approx(7 / 8)
+
+
+def test_wilson_interval_stays_within_0_and_1_where_rounding_would_leave_it():
+    # computed, 20 of 20 gives an upper bound of 1.0000000000000002 and 0 of 7 a lower one just under 0
+    assert wilson_interval(20, 20)[1] == 1.0 and wilson_interval(32, 32)[1] == 1.0
+    assert wilson_interval(0, 7)[0] == 0.0 and wilson_interval(0, 9)[0] == 0.0
+
+
+def test_an_empty_base_is_nothing_to_compare_not_a_base_that_failed():
+    verdict = decide(result([C] * 4), {}, "base", GateRules())
+    assert verdict.status == ERROR
+    assert verdict.reason == "no example could be paired with the base: nothing was compared"

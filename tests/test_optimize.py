@@ -162,6 +162,24 @@ def test_a_small_budget_is_never_exceeded(tmp_path, data_dir):
         assert result.budget["spent"]["calls"] == server.requests
 
 
+def test_a_budget_that_cannot_score_the_head_on_held_out_stops_before_choosing_a_route(tmp_path, data_dir):
+    with fake_openai_server() as server:
+        prepared, template = prepared_for(tmp_path, server.url, BAD)
+        result = run(prepared, template, GOOD, budget=Budget(calls=5))  # fewer calls than held-out examples
+        assert server.requests <= 5
+    assert result.status == "no_suggestion" and result.reason == "the budget does not cover scoring the head"
+    assert result.evidence == {} and result.finalists == [] and result.patch is None
+
+
+def test_a_candidate_not_scored_on_dev_is_never_ranked():
+    from lpo_ci.editable import EditableTemplate
+    from lpo_ci.optimize.search import Node
+
+    node = Node(EditableTemplate("Say what this is.\n\nQ: {{ input }}\nA:"), frozenset(), "swap")
+    with pytest.raises(ValueError, match="the swap candidate has not been scored on the dev split"):
+        node.correct()
+
+
 @pytest.mark.slow
 def test_a_bounded_run_on_a_bbh_task_with_the_local_model_stays_within_its_budget(tmp_path, data_dir):
     """The embedded model as task model, LLM-free operators, a small call budget: the search runs
@@ -248,6 +266,21 @@ def test_the_route_is_chosen_before_the_search_from_what_the_held_out_split_can_
     none = choose_route(head_wrong=3, n_heldout=24, gate=weak_gate, has_base=True, alpha=0.05, tested=2)
     assert none.name == "none" and none.strength == "weak" and "will not be suggested" in none.statement
     assert choose_route(3, 24, gate, has_base=False, alpha=0.05, tested=2).name == "none"  # no base to compare
+
+
+def test_a_suggestion_states_the_evidence_of_the_route_that_accepted_it():
+    from lpo_ci.optimize.search import Finalist
+
+    gate = GateEvidence(48, 1.0, 0.729, 13, 0, 1.2e-4)
+    pick = Finalist(origin="swap", changes="'a' -> 'b'", dev=None, heldout=1.0, improved=3, worsened=0,
+                    p_value=0.125, below_base=0, bound=0.09, accepted=True, strength="moderate", undone=0,
+                    changed_tokens=1, source="b")
+    moderate = Search._evidence_text(choose_route(3, 32, gate, True, 0.05, 2), pick)
+    assert moderate.startswith("at most 9.0% worse than the base") and "(p = 0.00012)" in moderate
+    strong = Search._evidence_text(choose_route(9, 32, gate, True, 0.05, 2), pick)
+    assert strong.startswith("p = 0.125 (one-sided exact McNemar against the head")
+    with pytest.raises(ValueError, match="the none route accepts no candidate"):  # nothing to state: no route
+        Search._evidence_text(choose_route(3, 24, gate, True, 0.05, 2), pick)
 
 
 def test_assessment_under_each_route():
@@ -386,6 +419,11 @@ def test_small_dataset_fix_keeps_the_new_sentence_and_says_how_strong_the_eviden
     assert result.revert["heldout"] == 1.0 and WANTED not in result.revert["source"]
     assert result.heldout["winner"] == 1.0 and result.heldout["winner"] > result.heldout["head"]
     assert len(result.finalists) == 2 and {f["origin"] for f in result.finalists} >= {"revert"}
+    assert all(list(f) == FINALIST_KEYS for f in result.to_dict()["finalists"])  # the report's rows
+
+
+FINALIST_KEYS = ["origin", "changes", "dev", "heldout", "improved", "worsened", "p_value", "below_base", "bound",
+                 "accepted", "strength", "undone", "changed_tokens", "source"]
 
 
 def test_small_dataset_that_cannot_support_a_fix_says_so_and_suggests_nothing(tmp_path):
@@ -424,6 +462,6 @@ def test_the_suggestion_and_the_revert_are_shown_in_the_terminal_the_report_and_
                                                                      if k not in ("status", "reason")},
             "head": {"n": verdict.n_paired}, "usage": {"calls": 0}, "examples": [], "optimization": data}
     write_json(tmp_path / "r.json", build_report([item]))
-    body = render(load_report(tmp_path / "r.json"), marker=False, limit=65000)
+    body = render(load_report(tmp_path / "r.json"), limit=65000)
     assert "Reverting your change instead restores 100.0%" in body
     assert f"{result.evidence['strength']} evidence" in body

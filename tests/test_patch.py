@@ -253,6 +253,7 @@ def apply_suggestions(old: str, items: list[Suggestion]) -> str:
     ("a\nb\n", "", [(1, 2, "")]),                                       # everything deleted
     ("a\n", "a", []),                                                  # a final newline cannot be suggested
     (".\n", "\n", []),                                                 # nor a file turned into one blank line
+    ("", "Answer.\n", []),                                             # nor text for an empty file
     ("same", "same", []),
 ])
 def test_suggestion_ranges_and_replacements(old, new, expected):
@@ -290,3 +291,84 @@ def test_suggestion_blocks_and_fences():
     assert Suggestion(1, 2, "````\nx").block() == "`````suggestion\n````\nx\n`````"
     assert Suggestion(2, 3, "").block() == "```suggestion\n```"  # GitHub deletes the lines
     assert Suggestion(1, 2, "a\n").block() == "```suggestion\na\n\n```"
+
+
+def test_paths_are_quoted_as_git_quotes_them(tmp_path):
+    from lpo_ci.patch import _git_quote
+
+    names = ["plain.j2", "bell\a.j2", "back\bspace.j2", "tab\t.j2", "new\nline.j2", "vertical\v.j2",
+             "form\ffeed.j2", "carriage\r.j2", 'quote".j2', "back\\slash.j2", "escape\x1b.j2", "del\x7f.j2",
+             "résumé.j2", "日本語.j2", "space here.j2", "~tilde.j2"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    listed = git(tmp_path, "ls-files").decode("utf-8").splitlines()  # quoted by core.quotePath's default
+    assert sorted(_git_quote(name) for name in names) == sorted(listed)
+
+
+def test_a_long_change_is_cut_at_80_characters_in_its_description():
+    exactly = TokenChange("a", "é" * 80, 0, 1, 1)
+    assert describe([exactly]) == 'line 1: "a" -> "' + "é" * 80 + '"'
+    longer = TokenChange("b" * 81, "", 0, 81, 2)
+    assert describe([longer]) == 'line 2: delete "' + "b" * 77 + '..."'
+
+
+def test_token_changes_are_values():
+    import dataclasses
+
+    (change,) = token_changes("Say hi.", "Say hello.")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        change.new = "bye"  # type: ignore[misc]
+    assert {change} == {TokenChange("hi", "hello", 4, 6, 1)}
+
+
+def test_a_one_word_change_stays_one_word_in_a_long_repetitive_template():
+    old = "yes no " * 60  # every token common: difflib's junk heuristic would rewrite the rest
+    new = old.replace("no", "maybe", 1)
+    assert token_changes(old, new) == [TokenChange("no", "maybe", 4, 6, 1)]
+
+
+@pytest.mark.parametrize("old, new", [
+    ("one line", "one word"),                                     # a hunk of one line: "@@ -1 +1 @@"
+    ("a\nb\n", "a\nb\nc\n"),                                        # a line added at the end
+    ("a\nb\nc\n", "b\nc\n"),                                        # the first line removed
+])
+def test_hunks_are_what_git_diff_writes(tmp_path, old, new):
+    path = tmp_path / "p.j2"
+    path.write_text(old, encoding="utf-8")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "head")
+    path.write_text(new, encoding="utf-8")
+    theirs = git(tmp_path, "diff", "--no-color", "--no-ext-diff").decode("utf-8").splitlines(keepends=True)
+    assert unified_diff(old, new, "p.j2").splitlines(keepends=True) == [
+        line for line in theirs if not line.startswith("index ")]
+
+
+def test_a_one_line_change_is_one_line_of_the_patch_in_a_long_repetitive_file(tmp_path):
+    old = "".join(random.Random(5).choice("abc") + "\n" for _ in range(240))  # every line common
+    new = old.replace("c\n", "maybe\n", 1)  # (difflib's junk heuristic would rewrite the whole file)
+    patch = unified_diff(old, new, "p.j2")
+    changed = [line for line in patch.splitlines()[3:] if line[:1] in "+-"]
+    assert sorted(changed) == ["+maybe", "-c"]
+    assert git_apply(tmp_path, "p.j2", old, new) == new
+
+
+def test_changed_lines_joins_changes_that_share_a_line_only():
+    from lpo_ci.patch import changed_lines
+
+    assert changed_lines("a b c\nd", "A b C\nd") == [(0, 1, 0, 1)]            # two changes, one line
+    assert changed_lines("a\nb\nc", "A\nB\nc") == [(0, 1, 0, 1), (1, 2, 1, 2)]  # next lines: apart
+    assert changed_lines("one two\nthree four\nfive", "one 2\n3 four\nfive") == [(0, 1, 0, 1), (1, 2, 1, 2)]
+    assert changed_lines("a\nb\nc", "a\nX\nY\nc") == [(1, 2, 1, 3)]            # one line became two
+    assert changed_lines("Q\n\nA", "Q\n\n\nA") == [(2, 2, 2, 3)]             # a blank line added: no old line
+    assert changed_lines("b\n\n", "") == [(0, 2, 0, 0)]                        # everything removed: no new line
+
+
+def test_suggestions_are_values():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Suggestion(1, 1, "x").replacement = "y"  # type: ignore[misc]
+    assert {Suggestion(1, 1, "x")} == {Suggestion(1, 1, "x")}

@@ -457,7 +457,7 @@ def test_fluency_guard_with_the_embedded_model_rejects_word_salad_and_broken_swa
     broken_swap = BE_BRIEF.replace("Answer True or False in one word.", "Answer True or False one in word.")
     assert broken_swap in swaps and asyncio.run(guard.check(broken_swap)) is not None
     deletes = propose(operators()[0], context(head, marks), n=200)
-    broken_delete = BE_BRIEF.replace("Be brief and exact.", "Be and exact.")
+    broken_delete = BE_BRIEF.replace("True or False in one word.", "True or in one word.")
     assert broken_delete in deletes and asyncio.run(guard.check(broken_delete)) is not None
     for fluent in (BE_BRIEF.replace(" in one word", ""), BE_BRIEF.replace(" Be brief and exact.", ""),
                    BE_BRIEF.replace("Be brief and exact.", "Be brief.")):

@@ -686,3 +686,92 @@ def test_judge_keys_without_the_judge_scorer(key, origin, refused):
         assert (info.value.path, info.value.line) == origin and info.value.hint
     else:
         assert build_scorer(spec, "exact")("x", "x").outcome is Outcome.CORRECT
+
+
+def test_builtin_scorers_take_a_target_that_is_not_a_string():
+    # datasets give integer answers; a scorer called directly (not through get_scorer) reads them too
+    from lpo_ci.scoring import BUILTIN_SCORERS
+
+    assert BUILTIN_SCORERS["numeric"]("It is 5", 5) == Score(Outcome.CORRECT, "5")
+    assert BUILTIN_SCORERS["answer"]("The answer is 42", 42) == Score(Outcome.CORRECT, "42")
+    assert BUILTIN_SCORERS["exact"]("42", 42) == Score(Outcome.CORRECT, "42")
+    assert BUILTIN_SCORERS["contains"]("it is 42", 42) == Score(Outcome.CORRECT, "42")
+
+
+def test_a_regex_answer_is_stripped_before_it_is_compared():
+    scorer = get_scorer("regex", {"pattern": r"Answer:(.*)"})
+    assert scorer("Answer:  Paris \nthanks", "Paris") == Score(Outcome.CORRECT, "Paris")
+
+
+def test_the_project_root_comes_first_during_the_import_only(tmp_path, monkeypatch):
+    # the project's module wins over one of the same name elsewhere on the path; no root, no change
+    recorder = "import sys\nPATH = list(sys.path)\n\ndef fn(response, target):\n    return True\n"
+    (tmp_path / "root_first_scorer.py").write_text(recorder)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "no_root_scorer.py").write_text(recorder)
+    monkeypatch.syspath_prepend(str(elsewhere))
+    before = list(sys.path)
+    try:
+        get_scorer("root_first_scorer:fn", root=tmp_path)
+        assert sys.modules["root_first_scorer"].PATH == [str(tmp_path), *before] and sys.path == before
+        get_scorer("no_root_scorer:fn", root=None)
+        assert sys.modules["no_root_scorer"].PATH == before and sys.path == before
+    finally:
+        for name in ("root_first_scorer", "no_root_scorer"):
+            sys.modules.pop(name, None)
+
+
+def test_a_root_already_on_the_path_stays_where_it_is(tmp_path, monkeypatch):
+    (tmp_path / "on_path_scorer.py").write_text("import sys\nPATH = list(sys.path)\n\n"
+                                                "def fn(response, target):\n    return True\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "first"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path / "zeroth"))
+    before = list(sys.path)
+    try:
+        get_scorer("on_path_scorer:fn", root=tmp_path)
+        assert sys.modules["on_path_scorer"].PATH == before and sys.path == before
+    finally:
+        sys.modules.pop("on_path_scorer", None)
+
+
+def test_a_scorer_whose_module_takes_its_root_off_the_path_is_no_error(tmp_path):
+    (tmp_path / "unpathing_scorer.py").write_text(
+        f"import sys\nsys.path.remove({str(tmp_path)!r})\n\ndef fn(response, target):\n    return True\n")
+    before = list(sys.path)
+    try:
+        assert get_scorer("unpathing_scorer:fn", root=tmp_path)("x", "t").outcome is Outcome.CORRECT
+        assert sys.path == before
+    finally:
+        sys.modules.pop("unpathing_scorer", None)
+
+
+def test_user_scorers_are_values():
+    import dataclasses
+
+    def fn(response, target):
+        return True
+
+    scorer = _UserScorer("m:f", fn)
+    assert hash(scorer) == hash(_UserScorer("m:f", fn)) and scorer == _UserScorer("m:f", fn)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        scorer.name = "other"  # type: ignore[misc]
+
+
+def test_the_judge_is_not_built_by_name_alone():
+    with pytest.raises(SpecError, match="the 'judge' scorer needs a judge model client") as info:
+        get_scorer("judge", path="p.j2", line=2)
+    assert (info.value.path, info.value.line) == ("p.j2", 2) and "build_judge" in info.value.hint
+
+
+def test_build_scorer_builds_the_judge_behind_the_blank_response_rule(monkeypatch):
+    from lpo_ci import llm
+    from lpo_ci.scoring import _NonEmpty, build_scorer
+    from lpo_ci.scoring.judge import JudgeScorer
+
+    monkeypatch.setattr(llm, "start_litellm_import", lambda: None)  # no model is called here
+    scorer = build_scorer(spec_with(judge_model="openai/gpt-4o-mini"), "judge")
+    assert isinstance(scorer, _NonEmpty) and isinstance(scorer.score, JudgeScorer)
+    assert scorer.score.client.params.model == "openai/gpt-4o-mini"
+    assert scorer(" ", "t") == Score(Outcome.FORMAT_FAILURE, None)

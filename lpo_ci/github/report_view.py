@@ -234,7 +234,7 @@ def _optimization(reader: _Reader | None) -> OptimizationView | None:
     status = reader.text("status")
     if status not in ("suggested", "no_suggestion"):
         raise reader.fail("status", "'suggested' or 'no_suggestion'")
-    dev, held = reader.child("dev"), reader.child("heldout")
+    dev, held, revert = reader.child("dev"), reader.child("heldout"), reader.child("revert")
     spent = (reader.child("budget") or _Reader(reader.file, {}, "")).child("spent")
     return OptimizationView(
         status=status, reason=reader.text("reason", limit=500), mode=reader.text("mode", limit=20),
@@ -246,13 +246,15 @@ def _optimization(reader: _Reader | None) -> OptimizationView | None:
         calls=(spent.integer("calls") or 0) if spent else 0, usd=(spent.number("usd", 0) or 0.0) if spent else 0.0,
         head_source=reader.text("head_source", None, MAX_SOURCE, source=True) or None,
         winner_source=reader.text("winner_source", None, MAX_SOURCE, source=True) or None,
-        revert_heldout=(reader.child("revert").number("heldout", 0, 1) if reader.child("revert") else None),
+        revert_heldout=revert.number("heldout", 0, 1) if revert else None,
         evidence=_evidence(reader))
 
 
 def _evidence(reader: _Reader) -> str:
     evidence = reader.child("evidence")
-    strength = evidence.text("strength", None, 20) if evidence else ""
+    if evidence is None:
+        return ""
+    strength = evidence.text("strength", None, 20)
     if strength not in ("", "strong", "moderate", "weak", "none"):
         raise evidence.fail("strength", "strong, moderate, weak or none")
     return strength

@@ -143,12 +143,20 @@ class Route:
 
     name: str
     statement: str                      # what the data can show, in words
-    margin: float | None = None         # non-inferiority margin (share of examples)
     best_p: float | None = None
 
     @property
     def strength(self) -> str:
         return STRENGTH.get(self.name, "weak")
+
+
+@dataclass(kw_only=True)
+class NonInferiorityRoute(Route):
+    """Judged against the base: only a gate that showed base >> head makes that route, so it carries
+    the gate's evidence and the margin taken from it."""
+
+    margin: float                       # how much worse than the base a candidate may be (share of examples)
+    gate: GateEvidence
 
 
 def choose_route(head_wrong: int, n_heldout: int, gate: GateEvidence | None, has_base: bool,
@@ -165,12 +173,13 @@ def choose_route(head_wrong: int, n_heldout: int, gate: GateEvidence | None, has
         margin = gate.drop / 2
         reachable = upper_bound(0, n_heldout, alpha / tested) < margin
         if reachable:
-            return Route(NON_INFERIORITY, f"{cannot}; the gate showed base >> head on {gate.n} examples "
-                                          f"({gate.base_accuracy:.1%} vs {gate.head_accuracy:.1%}, "
-                                          f"p = {gate.p_value:.2g}), so a candidate is accepted when it beats "
-                                          f"the head on held-out and is not {margin:.1%} (half the drop) or more "
-                                          f"worse than the base there (moderate evidence)",
-                         margin=margin, best_p=p)
+            return NonInferiorityRoute(
+                NON_INFERIORITY, f"{cannot}; the gate showed base >> head on {gate.n} examples "
+                                 f"({gate.base_accuracy:.1%} vs {gate.head_accuracy:.1%}, "
+                                 f"p = {gate.p_value:.2g}), so a candidate is accepted when it beats "
+                                 f"the head on held-out and is not {margin:.1%} (half the drop) or more "
+                                 f"worse than the base there (moderate evidence)",
+                best_p=p, margin=margin, gate=gate)
         cannot += (f"; nor can {n_heldout} held-out examples bound a candidate within {margin:.1%} of the base")
     return Route(NO_ROUTE, f"{cannot}: any result is weak evidence and will not be suggested; "
                            f"more examples in the dataset would help", best_p=p)
@@ -202,7 +211,7 @@ def assess(route: Route, head_right: set, base_right: set | None, candidates: li
     if route.name == SUPERIORITY:
         for a, ok in zip(out, holm([a.p_value for a in out], alpha)):
             a.accepted = ok and a.improved > a.worsened
-    elif route.name == NON_INFERIORITY and base_right is not None:
+    elif isinstance(route, NonInferiorityRoute) and base_right is not None:
         for a, right in zip(out, candidates):
             a.below_base = len(base_right - right)
             a.bound = upper_bound(a.below_base, n, alpha / tested)

@@ -84,10 +84,10 @@ class FluencyGuard:
             old_text = "\n".join(head_lines[i1:i2])
             old_at = i1
             if not old_text.strip():  # new lines where the head had none: judge against the line before
-                old_at = next((k for k in range(i1 - 1, -1, -1) if head_lines[k].strip()), None)
-                if old_at is None:
+                previous = next((k for k in range(i1 - 1, -1, -1) if head_lines[k].strip()), None)
+                if previous is None:
                     continue
-                old_text = head_lines[old_at]
+                old_at, old_text = previous, head_lines[previous]
             head_context = _context(head_lines, old_at)
             cand_context = _context(cand_lines, j1)
             judgements.append(Judgement(await self.mean(head_context, old_text),

@@ -9,6 +9,7 @@ the two differ) undoes all of them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..editable import EditableTemplate, align
@@ -16,18 +17,22 @@ from ..editable import EditableTemplate, align
 
 def _changed(a: EditableTemplate, b: EditableTemplate) -> tuple[set[int], set[int]]:
     """Word tokens of ``a`` and of ``b`` outside the stretches the two share."""
-    in_a, in_b = set(), set()
+    in_a: set[int] = set()
+    in_b: set[int] = set()
     for tag, i1, i2, j1, j2 in align(a, b):
         if tag == "equal":
             continue
-        in_a.update(k for k in range(i1, i2) if _is_word(a, k))
-        in_b.update(k for k in range(j1, j2) if _is_word(b, k))
-    return {a.units[k][1] for k in in_a}, {b.units[k][1] for k in in_b}
+        in_a.update(_words(a, i1, i2))
+        in_b.update(_words(b, j1, j2))
+    return in_a, in_b
 
 
-def _is_word(t: EditableTemplate, unit: int) -> bool:
-    text, index = t.units[unit]
-    return index is not None and not text.isspace()
+def _words(t: EditableTemplate, start: int, stop: int) -> Iterator[int]:
+    """The token indices of the word units among units ``start`` to ``stop`` (Jinja syntax and
+    whitespace left out)."""
+    for text, index in t.units[start:stop]:
+        if index is not None and not text.isspace():
+            yield index
 
 
 @dataclass(frozen=True)
@@ -41,12 +46,13 @@ class PullRequestChange:
 
     @classmethod
     def of(cls, base: EditableTemplate, head: EditableTemplate) -> "PullRequestChange":
-        added, removed = set(), set()
+        added: set[int] = set()
+        removed: set[int] = set()
         for tag, i1, i2, j1, j2 in align(base, head):
             if tag in ("replace", "insert"):
-                added.update(head.units[k][1] for k in range(j1, j2) if _is_word(head, k))
+                added.update(_words(head, j1, j2))
             elif tag == "delete":
-                removed.update(base.units[k][1] for k in range(i1, i2) if _is_word(base, k))
+                removed.update(_words(base, i1, i2))
         if not added and not removed:  # only whitespace moved: count what differs at all
             removed_all, added_all = _changed(base, head)
             added, removed = added_all, removed_all

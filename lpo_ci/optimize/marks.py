@@ -83,16 +83,16 @@ def diff_marks(head: EditableTemplate, base: EditableTemplate | None) -> frozens
     units, base_units = head.units, base.units
     marks: set[int] = set()
     for i1, i2, j1, j2 in regions(head, base):
-        changed = [units[k][1] for k in range(i1, i2) if units[k][1] is not None]
+        changed = [index for _, index in units[i1:i2] if index is not None]
         if changed:
             marks.update(range(min(changed), max(changed) + 1))
             continue
         if all(base_units[k][1] is None for k in range(j1, j2)):
             continue  # only Jinja syntax differs: no text to mark
-        before = next((units[k][1] for k in range(i1 - 1, -1, -1)
-                       if units[k][1] is not None and not head.tokens[units[k][1]].is_space), None)
-        after = next((units[k][1] for k in range(i2, len(units))
-                      if units[k][1] is not None and not head.tokens[units[k][1]].is_space), None)
+        before = next((index for _, index in reversed(units[:i1])
+                       if index is not None and not head.tokens[index].is_space), None)
+        after = next((index for _, index in units[i2:]
+                      if index is not None and not head.tokens[index].is_space), None)
         ends = [k for k in (before, after) if k is not None]
         if ends:  # the words on each side and the whitespace between them
             marks.update(range(min(ends), max(ends) + 1))

@@ -15,7 +15,7 @@ import asyncio
 import random
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..editable import EditableTemplate
 from ..errors import SpecError
@@ -234,12 +234,12 @@ class RestoreOperator:
         units, base_units = t.units, ctx.base.units
         edits: list[Edit] = []
         for i1, i2, j1, j2 in regions(t, ctx.base):
-            if any(units[k][1] is None for k in range(i1, i2)) or \
-                    any(base_units[k][1] is None for k in range(j1, j2)):
+            replaced = [index for _, index in units[i1:i2] if index is not None]
+            if len(replaced) < i2 - i1 or any(index is None for _, index in base_units[j1:j2]):
                 continue  # Jinja syntax differs here: not ours to restore
             text = "".join(base_units[k][0] for k in range(j1, j2))
-            if i1 < i2:
-                edit = distribute(t, marks, units[i1][1], units[i2 - 1][1] + 1, text)
+            if replaced:
+                edit = distribute(t, marks, replaced[0], replaced[-1] + 1, text)
             else:
                 edit = None
                 before = units[i1 - 1][1] if i1 > 0 else None
@@ -299,8 +299,9 @@ def rewrite_pairs() -> list[tuple[str, str]]:
 
     lines = [line.strip() for line in (templates_dir() / "optimizer" / "rewrite_pairs.txt")
              .read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#")]
-    blocks = "\n".join(lines).split("\n\n")
-    return [tuple(block.strip().split("\n")) for block in blocks if block.strip().count("\n") == 1]
+    blocks = [block.strip() for block in "\n".join(lines).split("\n\n")]
+    return [(original, rewritten) for original, _, rewritten in
+            (block.partition("\n") for block in blocks if block.count("\n") == 1)]
 
 
 @dataclass(frozen=True)
@@ -432,8 +433,8 @@ class MetaPromptProposer:
 
 
 LLM_STEPS = {"ape": ("ape",), "apo": ("apo_gradient", "apo_edit"), "pe2": ("pe2",)}
-OPERATORS = {"delete": DeleteOperator, "swap": SwapOperator, "restore": RestoreOperator,
-             "phrase": PhraseOperator}
+OPERATORS: dict[str, Callable[[], Proposer]] = {"delete": DeleteOperator, "swap": SwapOperator,
+                                                "restore": RestoreOperator, "phrase": PhraseOperator}
 
 
 def operators() -> list[Proposer]:

@@ -26,6 +26,8 @@ from ..evaluate import EvalResult, evaluate
 from ..render import compile_template
 from ..scoring import Outcome
 from .budget import BUDGET_EXHAUSTED, Budget, BudgetedClient
+from . import evidence
+from .evidence import NonInferiorityRoute, Route
 
 LLM_PROPOSERS = ("ape", "apo", "pe2")
 OPERATORS = ("restore", "delete", "swap", "phrase")
@@ -33,6 +35,7 @@ REWRITER = ("rewrite",)  # the embedded base model rewriting marked sentences, w
 FAILURES_SHOWN = 8
 REVERT = "revert"
 FLUENCY_ENV = "LPO_CI_FLUENCY"  # "off": no fluency guard, even with the embedded model installed
+HEAD_NOT_SCORED = "the budget does not cover scoring the head"
 
 
 @dataclass
@@ -70,9 +73,41 @@ class Node:
     def source(self) -> str:
         return self.template.source
 
+    @property
+    def dev_result(self) -> EvalResult:
+        """The outcomes on dev: only scored candidates are ranked or shown to proposers."""
+        if self.dev is None:
+            raise ValueError(f"the {self.origin} candidate has not been scored on the dev split")
+        return self.dev
+
     def correct(self, n: int | None = None) -> int:
-        results = self.dev.results[:n] if n else self.dev.results
-        return sum(r.outcome is Outcome.CORRECT for r in results)
+        results = self.dev_result.results
+        return sum(r.outcome is Outcome.CORRECT for r in (results[:n] if n else results))
+
+
+@dataclass
+class Finalist:
+    """A candidate tested on held-out: one row of the report's ``finalists``."""
+
+    origin: str
+    changes: str                # the token changes from the head, in words
+    dev: float | None           # dev accuracy, when it was scored on the whole dev split
+    heldout: float
+    improved: int               # right where the head was wrong (held-out)
+    worsened: int
+    p_value: float              # one-sided McNemar against the head
+    below_base: int | None      # non-inferiority only: right on base, wrong here
+    bound: float | None         # non-inferiority only: upper bound on the share below the base
+    accepted: bool
+    strength: str
+    undone: int                 # the pull request's words it takes back
+    changed_tokens: int
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
 
 
 @dataclass
@@ -122,10 +157,11 @@ def carry_marks(parent: Node, child: EditableTemplate) -> frozenset[int]:
     marks: set[int] = set()
     for tag, i1, i2, j1, j2 in align(parent.template, child):
         if tag == "equal":
-            marks.update(child_units[j1 + k][1] for k in range(i2 - i1)
-                         if parent_units[i1 + k][1] in parent.marks)
+            marks.update(child_index for (_, parent_index), (_, child_index)
+                         in zip(parent_units[i1:i2], child_units[j1:j2])
+                         if parent_index in parent.marks and child_index is not None)
         else:
-            marks.update(child_units[k][1] for k in range(j1, j2) if child_units[k][1] is not None)
+            marks.update(index for _, index in child_units[j1:j2] if index is not None)
     return frozenset(marks)
 
 
@@ -140,7 +176,6 @@ class Search:
                  options: OptimizeOptions, gate=None, say: Callable[[str], None] | None = None,
                  compile: Callable[[str], Any] | None = None):
         from ..llm import ModelParams
-        from . import evidence
 
         self.options = options
         self.relpath = relpath  # the file edited: the template, or a partial it includes
@@ -180,7 +215,6 @@ class Search:
         self.seen: set[str] = {head_source}
         self.scored: list[Node] = []  # every candidate scored on the whole dev split
         self.guard = self._fluency_guard()
-        self.route = None  # how candidates will be judged: chosen once the head's held-out answers are in
         self.revert_node: Node | None = None
         self.change = None
         if self.base is not None:
@@ -223,7 +257,7 @@ class Search:
     def failures(self, node: Node) -> list:
         from .proposers import Failure
 
-        wrong = [r for r in node.dev.results if r.outcome in (Outcome.WRONG, Outcome.FORMAT_FAILURE)]
+        wrong = [r for r in node.dev_result.results if r.outcome in (Outcome.WRONG, Outcome.FORMAT_FAILURE)]
         by_id = {e.id: e for e in self.dev}
         template = self.compile(node.source)
         return [Failure(prompt=template.render(by_id[r.id].variables), response=r.response or "",
@@ -313,7 +347,7 @@ class Search:
                              max_tokens=s.max_tokens, stop=s.stop, seed=seed)
         return BudgetedClient(params, cache=self.client.cache, concurrency=1, budget=self.budget)
 
-    def announce(self, marks: frozenset[int], proposers: list) -> str:
+    def announce(self, marks: frozenset[int], proposers: list, route: Route) -> str:
         o = self.options
         per_round = o.beam * o.candidates * max(1, len(proposers))
         halving = self.halving_cost(per_round)
@@ -324,7 +358,7 @@ class Search:
                 f"{len(self.dev)} dev examples, {len(self.heldout)} held-out ({self.plan.reason}); will spend "
                 f"at most {cap} model calls (budget {self.budget.describe()}, {self.budget.reserved_calls} of "
                 f"them kept for the finalists' held-out check); cached calls are free. Evidence: "
-                f"{self.route.statement}")
+                f"{route.statement}")
         self.say(text)
         return text
 
@@ -430,8 +464,6 @@ class Search:
         return None
 
     async def run(self) -> OptimizationResult:
-        from . import evidence
-
         o = self.options
         self.budget.restart_clock()
         result = OptimizationResult(status="no_suggestion", reason="", mode=o.mode,
@@ -443,26 +475,28 @@ class Search:
         # The head's held-out answers never guide the search: scored first, they decide how a
         # candidate can be judged before any candidate is scored.
         self.budget.reserved_calls = o.finalists * len(self.heldout)
-        self.head_heldout = await self.score(self.head.source, self.heldout)
-        if self.head_heldout is not None:
-            head_wrong = len(self.heldout) - self.head_heldout.count(Outcome.CORRECT)
-            self.route = evidence.choose_route(head_wrong, len(self.heldout), self.gate, self.base is not None,
-                                               o.alpha, o.finalists)
-            if self.route.name == evidence.NON_INFERIORITY and revert != self.base.source:
-                self.budget.reserved_calls += len(self.heldout)  # the base itself, the reference
-            result.evidence = {"route": self.route.name, "strength": "none", "statement": self.route.statement,
-                               "splits": {"heldout": len(self.heldout), "dev": len(self.dev),
-                                          "beyond_gate": self.plan.beyond_gate, "reason": self.plan.reason}}
-        head_dev = await self.score(self.head.source, self.dev) if self.head_heldout else None
+        head_heldout = await self.score(self.head.source, self.heldout)
+        if head_heldout is None:
+            result.reason = HEAD_NOT_SCORED
+            return self._finish(result)
+        head_wrong = len(self.heldout) - head_heldout.count(Outcome.CORRECT)
+        route = evidence.choose_route(head_wrong, len(self.heldout), self.gate, self.base is not None,
+                                      o.alpha, o.finalists)
+        if isinstance(route, NonInferiorityRoute) and self.base is not None and revert != self.base.source:
+            self.budget.reserved_calls += len(self.heldout)  # the base itself, the reference
+        result.evidence = {"route": route.name, "strength": "none", "statement": route.statement,
+                           "splits": {"heldout": len(self.heldout), "dev": len(self.dev),
+                                      "beyond_gate": self.plan.beyond_gate, "reason": self.plan.reason}}
+        head_dev = await self.score(self.head.source, self.dev)
         if head_dev is None:
-            result.reason = "the budget does not cover scoring the head"
+            result.reason = HEAD_NOT_SCORED
             return self._finish(result)
         head = self.head_node = Node(self.head, frozenset(), "head", dev=head_dev)
         head.marks, sources = await self.choose_marks()
         result.marks, result.mark_sources = sorted(head.marks), sources
         result.marked_text = self.head.with_edit_tags(head.marks)
         proposers = self.proposers()
-        result.announcement = self.announce(head.marks, proposers)
+        result.announcement = self.announce(head.marks, proposers, route)
         if revert is not None and revert != self.head.source:
             self.revert_node = self.node(revert, head, REVERT)  # tested on held-out whatever the search finds
         if not head.marks and self.revert_node is None:
@@ -487,7 +521,7 @@ class Search:
         best = beam[0]
         result.dev = {"n": len(self.dev), "head": head.correct() / len(self.dev),
                       "winner": best.correct() / len(self.dev)}
-        return await self._accept(result, head, proposed)
+        return await self._accept(result, head, head_heldout, route, proposed)
 
     def _no_winner(self, proposed: int) -> str:
         """Why nothing is suggested: nothing was tried (and why), or nothing won."""
@@ -506,11 +540,13 @@ class Search:
 
     def choose_finalists(self, head: Node) -> list[Node]:
         """The revert, the best dev candidate, and the good candidate that undoes least of the PR."""
-        revert = self.revert_node.source if self.revert_node is not None else None
-        proposed = next((n for n in self.scored if n.source == revert), None)
-        if proposed is not None:  # the search scored it on dev: keep those numbers
-            proposed.origin = self.revert_node.origin
-            self.revert_node = proposed
+        revert = None
+        if self.revert_node is not None:
+            revert = self.revert_node.source
+            proposed = next((n for n in self.scored if n.source == revert), None)
+            if proposed is not None:  # the search scored it on dev: keep those numbers
+                proposed.origin = self.revert_node.origin
+                self.revert_node = proposed
         good = [n for n in self.scored if n.source != revert and n.correct() > head.correct()]
         chosen = [self.revert_node] if self.revert_node is not None else []
         if good:
@@ -526,9 +562,9 @@ class Search:
     def undone(self, node: Node) -> int:
         return self.change.undone(node.template) if self.change is not None else 0
 
-    async def _accept(self, result: OptimizationResult, head: Node, proposed: int) -> OptimizationResult:
+    async def _accept(self, result: OptimizationResult, head: Node, head_heldout: EvalResult, route: Route,
+                      proposed: int) -> OptimizationResult:
         from .. import patch
-        from . import evidence
 
         finalists = self.choose_finalists(head)
         if not finalists:
@@ -546,7 +582,7 @@ class Search:
             result.reason = "the budget ran out during the held-out check"
             return self._finish(result)
         base_right = None
-        if self.route.name == evidence.NON_INFERIORITY:
+        if isinstance(route, NonInferiorityRoute) and self.base is not None:
             by_source = {node.source: right for node, right in outcomes}
             if self.base.source in by_source:
                 base_right = by_source[self.base.source]
@@ -554,67 +590,67 @@ class Search:
                 scored = await self.score(self.base.source, self.heldout)
                 base_right = {r.id for r in scored.results if r.outcome is Outcome.CORRECT} if scored else None
         n = len(self.heldout)
-        head_right = {r.id for r in self.head_heldout.results if r.outcome is Outcome.CORRECT}
-        assessments = evidence.assess(self.route, head_right, base_right, [right for _, right in outcomes], n,
+        head_right = {r.id for r in head_heldout.results if r.outcome is Outcome.CORRECT}
+        assessments = evidence.assess(route, head_right, base_right, [right for _, right in outcomes], n,
                                       self.options.alpha)
-        rows = []
-        for (node, _), a in zip(outcomes, assessments):
-            rows.append({"origin": node.origin,
-                         "changes": patch.describe(patch.token_changes(head.source, node.source)),
-                         "dev": node.correct() / len(self.dev) if node.dev and node.dev.n == len(self.dev) else None,
-                         "heldout": a.accuracy, "improved": a.improved, "worsened": a.worsened,
-                         "p_value": a.p_value, "below_base": a.below_base, "bound": a.bound,
-                         "accepted": a.accepted, "strength": a.strength, "undone": self.undone(node),
-                         "changed_tokens": node.changed_tokens, "source": node.source})
-        result.finalists = rows
+        finalists_tested = [
+            Finalist(origin=node.origin, changes=patch.describe(patch.token_changes(head.source, node.source)),
+                     dev=node.correct() / len(self.dev) if node.dev and node.dev.n == len(self.dev) else None,
+                     heldout=a.accuracy, improved=a.improved, worsened=a.worsened, p_value=a.p_value,
+                     below_base=a.below_base, bound=a.bound, accepted=a.accepted, strength=a.strength,
+                     undone=self.undone(node), changed_tokens=node.changed_tokens, source=node.source)
+            for (node, _), a in zip(outcomes, assessments)]
+        result.finalists = [f.to_dict() for f in finalists_tested]
         head_acc = len(head_right) / n
-        if self.revert_node is not None and rows and rows[0]["origin"] == REVERT:
-            r = rows[0]
-            result.revert = {"source": r["source"], "heldout": r["heldout"], "dev": r["dev"],
-                             "p_value": r["p_value"], "accepted": r["accepted"], "strength": r["strength"],
-                             "undone": r["undone"]}
+        first = finalists_tested[0]
+        if self.revert_node is not None and first.origin == REVERT:
+            result.revert = {"source": first.source, "heldout": first.heldout, "dev": first.dev,
+                             "p_value": first.p_value, "accepted": first.accepted, "strength": first.strength,
+                             "undone": first.undone}
         rank = {"strong": 0, "moderate": 1}
-        accepted = sorted((row for row in rows if row["accepted"]),
-                          key=lambda row: (rank[row["strength"]], row["undone"], row["changed_tokens"]))
-        pick = accepted[0] if accepted else max(rows, key=lambda row: (row["heldout"], -row["undone"]))
-        result.winner_source = pick["source"]
-        if pick["dev"] is not None:
-            result.dev["winner"] = pick["dev"]
-        result.heldout = {"n": n, "head": head_acc, "winner": pick["heldout"], "improved": pick["improved"],
-                          "worsened": pick["worsened"], "p_value": pick["p_value"]}
-        result.changes = patch.describe(patch.token_changes(head.source, pick["source"]))
-        result.evidence["strength"] = pick["strength"] if pick["accepted"] else (
-            "weak" if pick["improved"] > pick["worsened"] else "none")
+        accepted = sorted((f for f in finalists_tested if f.accepted),
+                          key=lambda f: (rank[f.strength], f.undone, f.changed_tokens))
+        pick = accepted[0] if accepted else max(finalists_tested, key=lambda f: (f.heldout, -f.undone))
+        result.winner_source = pick.source
+        if pick.dev is not None:
+            result.dev["winner"] = pick.dev
+        result.heldout = {"n": n, "head": head_acc, "winner": pick.heldout, "improved": pick.improved,
+                          "worsened": pick.worsened, "p_value": pick.p_value}
+        result.changes = patch.describe(patch.token_changes(head.source, pick.source))
+        result.evidence["strength"] = pick.strength if pick.accepted else (
+            "weak" if pick.improved > pick.worsened else "none")
         if self.change is not None:
-            result.intent = {"pr_words": self.change.size, "undone": pick["undone"],
-                             "kept": self.change.size - pick["undone"],
-                             "pure_revert": result.revert is not None and pick["source"] == result.revert["source"]}
-        summary = ("reverting the change gives " if pick["origin"] == REVERT else "") + \
-            f"held-out accuracy {head_acc:.1%} -> {pick['heldout']:.1%}"
+            result.intent = {"pr_words": self.change.size, "undone": pick.undone,
+                             "kept": self.change.size - pick.undone,
+                             "pure_revert": result.revert is not None and pick.source == result.revert["source"]}
+        summary = ("reverting the change gives " if pick.origin == REVERT else "") + \
+            f"held-out accuracy {head_acc:.1%} -> {pick.heldout:.1%}"
         if accepted:
             result.status = "suggested"
-            result.reason = f"{summary}, {self._evidence_text(pick)}"
-            result.patch = patch.unified_diff(head.source, pick["source"], self.relpath)
+            result.reason = f"{summary}, {self._evidence_text(route, pick)}"
+            result.patch = patch.unified_diff(head.source, pick.source, self.relpath)
             result.suggestions = [{"path": self.relpath, "start_line": s.start_line, "end_line": s.end_line,
                                    "replacement": s.replacement, "body": s.block()}
-                                  for s in patch.suggestions(head.source, pick["source"])]
+                                  for s in patch.suggestions(head.source, pick.source)]
         else:
             tried = any(n.correct() > head.correct() for n in self.scored if n.origin != REVERT)
             result.reason = ("the best candidates did not beat the head on held-out examples clearly enough"
                              if tried else self._no_winner(proposed))
-            result.reason += f" ({summary}, p = {pick['p_value']:.3g})"
+            result.reason += f" ({summary}, p = {pick.p_value:.3g})"
             if result.evidence["strength"] == "weak":
                 result.reason += "; weak evidence: not suggested"
         return self._finish(result)
 
-    def _evidence_text(self, row: dict) -> str:
-        from .evidence import SUPERIORITY
-
-        if self.route.name == SUPERIORITY:
-            return (f"p = {row['p_value']:.3g} (one-sided exact McNemar against the head, Holm-corrected over "
+    @staticmethod
+    def _evidence_text(route: Route, pick: Finalist) -> str:
+        """Why the accepted ``pick`` is suggested, in the words of the route that accepted it."""
+        if route.name == evidence.SUPERIORITY:
+            return (f"p = {pick.p_value:.3g} (one-sided exact McNemar against the head, Holm-corrected over "
                     f"the candidates tested; strong evidence)")
-        return (f"at most {row['bound']:.1%} worse than the base on held-out (95% bound) while the gate "
-                f"showed base >> head (p = {self.gate.p_value:.2g}): moderate evidence (non-inferiority)")
+        if isinstance(route, NonInferiorityRoute) and pick.bound is not None:
+            return (f"at most {pick.bound:.1%} worse than the base on held-out (95% bound) while the gate "
+                    f"showed base >> head (p = {route.gate.p_value:.2g}): moderate evidence (non-inferiority)")
+        raise ValueError(f"the {route.name} route accepts no candidate")
 
     def _finish(self, result: OptimizationResult) -> OptimizationResult:
         result.budget = self.budget.to_dict()
