@@ -65,7 +65,10 @@ def _bundled_model_map() -> dict | None:
         return None
     try:
         spec = importlib.util.find_spec("litellm")
-        folder = Path(next(iter(spec.submodule_search_locations)))
+        locations = spec.submodule_search_locations if spec is not None else None
+        if not locations:  # not installed, or not a package
+            return None
+        folder = Path(next(iter(locations)))
         return json.loads((folder / "model_prices_and_context_window_backup.json").read_text(encoding="utf-8"))
     except Exception:  # noqa: BLE001 - another layout: ask litellm itself
         return None
