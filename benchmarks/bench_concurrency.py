@@ -29,6 +29,11 @@ Target: this checkout's CPU per call at most half the baseline's. Also
 printed per level: the cold run's whole wall time (start-up included) over
 the ideal; target <= 2 at concurrency 32.
 
+With ``--modes chat,completion`` each variant runs in both modes, and
+``--batch-size 1,8`` adds this checkout in completion mode with ``--batch-size 8``
+(several prompts per request); all variants are interleaved in one run, and
+the server's count of prompts is what is checked.
+
 With ``--peers``, the same 1,000 questions, prompt, server and concurrency
 are run through promptfoo and lm-evaluation-harness when they are installed
 (see benchmarks/README.md), cold then warm, for a side-by-side.
@@ -39,6 +44,7 @@ Run from the repository root::
     python benchmarks/bench_concurrency.py --concurrency 32 --context ""
     python benchmarks/bench_concurrency.py --server thread --strict
     python benchmarks/bench_concurrency.py --baseline-code /tmp/base --repeat 3 --peers
+    python benchmarks/bench_concurrency.py --context "" --modes chat,completion --batch-size 1,8
 
 Exit status: 0 ok; 1 a warm rerun made requests, a run failed, or its answers
 were wrong; 2 (with --strict) the concurrency-32 ratio missed its target.
@@ -88,16 +94,16 @@ def write_dataset(path: Path, n: int) -> None:
 # --------------------------------------------------------------------------
 
 def _instrumented_server(latency: float):
-    """A FakeOpenAIServer that also records each request's arrival time."""
+    """A FakeOpenAIServer that also records each request's arrival time and number of prompts."""
     from tests.support.openai_server import FakeOpenAIServer
 
     server = FakeOpenAIServer(answer=answer, latency=latency)
-    arrivals: list[float] = []
+    arrivals: list[tuple[float, int]] = []
     register = server._register
 
-    def recording_register(prompts):
-        arrivals.append(time.monotonic())
-        return register(prompts)
+    def recording_register(prompts, *args, **options):
+        arrivals.append((time.monotonic(), len(prompts)))
+        return register(prompts, *args, **options)
 
     server._register = recording_register
     return server, arrivals
@@ -112,7 +118,8 @@ def serve_main(latency: float) -> None:
             command = line.strip()
             if command == "stats":
                 print(json.dumps({"requests": server.requests, "failures": server.failures,
-                                  "arrivals": arrivals, "cpu": time.process_time()}), flush=True)
+                                  "prompts": sum(n for _, n in arrivals), "arrivals": arrivals,
+                                  "cpu": time.process_time()}), flush=True)
             elif command == "reset":
                 server.reset_counts()
                 arrivals.clear()
@@ -130,7 +137,8 @@ class ThreadServer:
     def stats(self) -> dict:
         # process_time covers the whole benchmark process, which is idle apart from the server.
         return {"requests": self.server.requests, "failures": self.server.failures,
-                "arrivals": list(self.arrivals), "cpu": time.process_time()}
+                "prompts": sum(n for _, n in self.arrivals), "arrivals": list(self.arrivals),
+                "cpu": time.process_time()}
 
     def reset(self) -> None:
         self.server.reset_counts()
@@ -221,11 +229,27 @@ def probe_server(server, n: int, concurrency: int, latency: float) -> dict:
 # Running the CLI.
 # --------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Variant:
+    """What is measured: a checkout of lpo-ci (None: this one), a mode, prompts per request."""
+
+    label: str
+    code: Path | None = None
+    mode: str = "chat"
+    batch_size: int = 1
+
+    def cli_args(self) -> list[str]:
+        # Chat is the CLI's default: its command is the same for any checkout.
+        return ((["--mode", self.mode] if self.mode != "chat" else [])
+                + (["--batch-size", str(self.batch_size)] if self.batch_size > 1 else []))
+
+
 @dataclass
 class Run:
     wall: float
     returncode: int
     requests: int
+    prompts: int               # prompts the server received (more than requests when batched)
     client_cpu: float
     server_cpu: float
     phase: float | None        # first arrival -> last arrival + latency, seconds
@@ -270,35 +294,38 @@ def child_env(code: Path | None = None) -> dict[str, str]:
     return env
 
 
-def peak_in_flight(arrivals: list[float], latency: float) -> int:
-    """Most requests the server held at once (each is held ~latency after it arrives)."""
+def peak_in_flight(arrivals: list[tuple[float, int]], latency: float) -> int:
+    """Most prompts the server held at once (each request is held ~latency after it arrives)."""
     arrivals = sorted(arrivals)
-    peak, start = 0, 0
-    for end, t in enumerate(arrivals):
-        while start < end and arrivals[start] <= t - latency:
+    peak, start, held = 0, 0, 0
+    for end, (t, prompts) in enumerate(arrivals):
+        held += prompts
+        while start < end and arrivals[start][0] <= t - latency:
+            held -= arrivals[start][1]
             start += 1
-        peak = max(peak, end - start + 1)
+        peak = max(peak, held)
     return peak
 
 
 def run_cli(server, project: Path, *, samples: int, concurrency: int, cache_dir: Path,
-            latency: float, report: Path, code: Path | None = None) -> Run:
+            latency: float, report: Path, variant: Variant = Variant("this checkout")) -> Run:
     server.reset()
     report.unlink(missing_ok=True)
     command = [*lpo_ci_command(), "eval", "prompts/t.j2", "--model", "openai/fake",
                "--api-base", server.url, "--samples", str(samples), "--concurrency", str(concurrency),
-               "--no-base", "--cache-dir", str(cache_dir), "--report", str(report)]
+               *variant.cli_args(), "--no-base", "--cache-dir", str(cache_dir), "--report", str(report)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu_before = server.stats()["cpu"]
     started = time.perf_counter()
-    proc = subprocess.run(command, cwd=project, capture_output=True, text=True, env=child_env(code))
+    proc = subprocess.run(command, cwd=project, capture_output=True, text=True, env=child_env(variant.code))
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     stats = server.stats()
-    arrivals = stats["arrivals"]
-    phase = (max(arrivals) - min(arrivals) + latency) if arrivals else None
+    arrivals = [tuple(a) for a in stats["arrivals"]]
+    times = [t for t, _ in arrivals]
+    phase = (max(times) - min(times) + latency) if times else None
     data = json.loads(report.read_text()) if report.is_file() else None
-    return Run(wall=wall, returncode=proc.returncode, requests=stats["requests"],
+    return Run(wall=wall, returncode=proc.returncode, requests=stats["requests"], prompts=stats["prompts"],
                client_cpu=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
                server_cpu=stats["cpu"] - server_cpu_before, phase=phase,
                peak_in_flight=peak_in_flight(arrivals, latency), report=data, stderr=proc.stderr)
@@ -447,6 +474,27 @@ def machine_load() -> str:
                                                      if busy else "")
 
 
+def variants_to_measure(args, parser) -> list[Variant]:
+    """This checkout in each mode (completion: at each --batch-size), and the baseline in each of
+    --baseline-modes (default: every mode)."""
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in ("chat", "completion") for m in modes):
+        parser.error("--modes: a comma-separated list of chat and completion")
+    sizes = sorted({int(b) for b in args.batch_size.split(",") if b.strip()} or {1})
+    if sizes[0] < 1:
+        parser.error("--batch-size: positive integers")
+    variants = []
+    for mode in modes:
+        for size in (sizes if mode == "completion" else [1]):
+            variants.append(Variant(f"this {mode}" + (f" batch {size}" if size > 1 else ""), None, mode, size))
+        if args.baseline_code and mode in (args.baseline_modes or args.modes).split(","):
+            baseline = Path(args.baseline_code).resolve()
+            if not (baseline / "lpo_ci" / "__init__.py").is_file():
+                parser.error(f"--baseline-code: no lpo_ci package in {baseline}")
+            variants.append(Variant(f"baseline {mode}", baseline, mode))
+    return variants
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=1000, help="dataset size (default 1000)")
@@ -456,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=1.25, help="max (wall - startup) / ideal")
     parser.add_argument("--cold-target", type=float, default=2.0, help="max cold wall (start-up included) / ideal")
     parser.add_argument("--repeat", type=int, default=1, help="cold+warm runs per level; medians shown")
+    parser.add_argument("--modes", default="chat", help="chat, completion or both (comma-separated)")
+    parser.add_argument("--baseline-modes", help="the modes of --modes to measure the baseline in "
+                                                 "(default: all of them)")
+    parser.add_argument("--batch-size", default="1",
+                        help="completion mode, this checkout: prompts per request (comma-separated to "
+                             "measure several, e.g. 1,16)")
     parser.add_argument("--server", choices=["process", "thread"], default="process",
                         help="run the fake server in a child process (default) or a thread of this one")
     parser.add_argument("--no-probe", action="store_true", help="skip the server capacity probe")
@@ -481,12 +535,7 @@ def main(argv: list[str] | None = None) -> int:
 
     levels = [args.concurrency] + [int(c) for c in args.context.split(",") if c.strip()
                                    and int(c) != args.concurrency]
-    codes: list[tuple[str, Path | None]] = [("this checkout", None)]
-    if args.baseline_code:
-        baseline = Path(args.baseline_code).resolve()
-        if not (baseline / "lpo_ci" / "__init__.py").is_file():
-            parser.error(f"--baseline-code: no lpo_ci package in {baseline}")
-        codes.append(("baseline", baseline))
+    variants = variants_to_measure(args, parser)
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="lpo-bench-"))
     project = workdir / "project"
     (project / "prompts").mkdir(parents=True, exist_ok=True)
@@ -502,10 +551,16 @@ def main(argv: list[str] | None = None) -> int:
         return path
 
     def interleaved(repeat: int):
-        """(round, label, code) in ABBA order: drift in the machine's load cancels out."""
+        """(round, variant) in ABBA order: drift in the machine's load cancels out."""
         for round_ in range(repeat):
-            for label, code in (codes if round_ % 2 == 0 else codes[::-1]):
-                yield round_, label, code
+            yield from ((round_, v) for v in (variants if round_ % 2 == 0 else variants[::-1]))
+
+    def is_this(variant: Variant) -> bool:
+        return variant.code is None
+
+    def baseline_of(variant: Variant) -> Variant | None:
+        """The baseline run the same way (same mode), to compare ``variant`` with."""
+        return next((v for v in variants if not is_this(v) and v.mode == variant.mode), None)
 
     print(f"lpo-ci concurrency benchmark: {args.samples} examples, {args.latency * 1000:.0f} ms "
           f"per request, server in a {args.server}, {os.cpu_count()} CPUs, Python "
@@ -515,19 +570,19 @@ def main(argv: list[str] | None = None) -> int:
     problems: list[str] = []
     missed: list[str] = []
 
-    def check(run: Run, what: str, requests: int) -> None:
+    def check(run: Run, what: str, prompts: int) -> None:
         if run.returncode != 0:
             problems.append(f"{what} exited {run.returncode}: {run.stderr.strip()[-800:]}")
         elif run.accuracy != 1.0:
             problems.append(f"{what}: accuracy {run.accuracy}, expected 1.0")
-        if run.requests != requests:
-            problems.append(f"{what} made {run.requests} server requests, expected {requests}")
+        if run.prompts != prompts:
+            problems.append(f"{what} sent {run.prompts} prompts to the server, expected {prompts}")
 
-    def one_example(code: Path | None = None, on=None, latency: float | None = None) -> Run:
+    def one_example(variant: Variant, on=None, latency: float | None = None) -> Run:
         """The fixed cost: interpreter start, imports (litellm included), data, 1 request, report."""
         run = run_cli(on or server, project, samples=1, concurrency=args.concurrency, cache_dir=new_cache(),
-                      latency=args.latency if latency is None else latency, report=report, code=code)
-        check(run, "1-example run", 1)
+                      latency=args.latency if latency is None else latency, report=report, variant=variant)
+        check(run, f"{variant.label}: 1-example run", 1)
         return run
 
     try:
@@ -540,9 +595,10 @@ def main(argv: list[str] | None = None) -> int:
                   + ("server is not the bottleneck" if probe["ratio"] <= 1.1
                      else "SERVER IS A BOTTLENECK (try --server process)"))
 
-        for _, code in codes:
-            one_example(code)  # warm the OS file cache and __pycache__; not timed
-        first = one_example()
+        for variant in variants:
+            one_example(variant)  # warm the OS file cache and __pycache__; not timed
+        this = Variant("this checkout")
+        first = one_example(this)
         warm_cache = workdir / f"cache-{next(fresh) - 1}"
         warm_one = run_cli(server, project, samples=1, concurrency=args.concurrency, cache_dir=warm_cache,
                            latency=args.latency, report=report)
@@ -554,46 +610,51 @@ def main(argv: list[str] | None = None) -> int:
         print()
 
         # Client CPU per call, against a server that answers at once.
-        per_call: dict[str, list[float]] = {label: [] for label, _ in codes}
-        for _, label, code in interleaved(max(args.repeat, 2 if len(codes) > 1 else 1)):
-            one = one_example(code, on=instant, latency=0.0)
+        per_call: dict[Variant, list[float]] = {v: [] for v in variants}
+        for _, variant in interleaved(max(args.repeat, 2 if len(variants) > 1 else 1)):
+            one = one_example(variant, on=instant, latency=0.0)
             many = run_cli(instant, project, samples=args.samples, concurrency=args.concurrency,
-                           cache_dir=new_cache(), latency=0.0, report=report, code=code)
-            check(many, f"{label}: 0 ms cold run", args.samples)
-            per_call[label].append((many.client_cpu - one.client_cpu) / (args.samples - 1))
-        rows = [[label, f"{statistics.median(v) * 1000:.2f}", f"{min(v) * 1000:.2f}", str(len(v))]
-                for label, v in per_call.items()]
+                           cache_dir=new_cache(), latency=0.0, report=report, variant=variant)
+            check(many, f"{variant.label}: 0 ms cold run", args.samples)
+            per_call[variant].append((many.client_cpu - one.client_cpu) / (args.samples - 1))
+        median = {v: statistics.median(values) for v, values in per_call.items()}
+        today = next((v for v in variants if not is_this(v) and v.mode == "chat"), None)
+        rows = []
+        for v, values in per_call.items():
+            same = baseline_of(v) if is_this(v) else None
+            ratio = median[v] / median[same] if same else None
+            verdict = "" if ratio is None else (" ok" if ratio <= args.cpu_target else " MISS")
+            if verdict == " MISS":
+                missed.append(f"CPU per call, {v.label} / {same.label}: {ratio:.2f} > {args.cpu_target:g}")
+            rows.append([v.label, f"{median[v] * 1000:.2f}", f"{min(values) * 1000:.2f}", str(len(values)),
+                         fmt(ratio) + verdict,
+                         fmt(median[v] / median[today]) if today and is_this(v) else "-"])
         print(f"client CPU per call (user+sys of the lpo-ci process, {args.samples} examples less 1, "
               f"0 ms server, concurrency {args.concurrency}):")
-        print_table(["code", "median ms/call", "min ms/call", "runs"], rows)
-        if len(codes) > 1:
-            ratio = statistics.median(per_call["this checkout"]) / statistics.median(per_call["baseline"])
-            verdict = "ok" if ratio <= args.cpu_target else "MISS"
-            print(f"this checkout / baseline: {ratio:.2f} (target <= {args.cpu_target:g}: {verdict})")
-            if verdict == "MISS":
-                missed.append(f"CPU per call ratio {ratio:.2f} > {args.cpu_target:g}")
+        print_table(["variant", "median ms/call", "min ms/call", "runs",
+                     f"/ baseline same mode <={args.cpu_target:g}", "/ baseline chat"], rows)
         print()
 
         rows = []
         for concurrency in levels:
             ideal = args.samples * args.latency / concurrency
-            samples: dict[str, list[dict]] = {label: [] for label, _ in codes}
-            for _, label, code in interleaved(args.repeat):
+            samples: dict[Variant, list[dict]] = {v: [] for v in variants}
+            for _, variant in interleaved(args.repeat):
                 # Start-up cost measured in the same run: 1-example cold runs right before and after.
-                before = one_example(code)
+                before = one_example(variant)
                 cache_dir = new_cache()
                 cold = run_cli(server, project, samples=args.samples, concurrency=concurrency,
-                               cache_dir=cache_dir, latency=args.latency, report=report, code=code)
+                               cache_dir=cache_dir, latency=args.latency, report=report, variant=variant)
                 warm = run_cli(server, project, samples=args.samples, concurrency=concurrency,
-                               cache_dir=cache_dir, latency=args.latency, report=report, code=code)
-                after = one_example(code)
-                check(cold, f"{label} c={concurrency} cold run", args.samples)
-                check(warm, f"{label} c={concurrency} warm rerun", 0)
+                               cache_dir=cache_dir, latency=args.latency, report=report, variant=variant)
+                after = one_example(variant)
+                check(cold, f"{variant.label} c={concurrency} cold run", args.samples)
+                check(warm, f"{variant.label} c={concurrency} warm rerun", 0)
                 startup = (before.wall + after.wall) / 2 - args.latency
                 startup_cpu = (before.client_cpu + after.client_cpu) / 2
                 net = cold.wall - startup
                 calls = cold.usage.get("calls")
-                samples[label].append({
+                samples[variant].append({
                     "wall": cold.wall, "cold_ratio": cold.wall / ideal, "startup": startup, "net": net,
                     "ratio": net / ideal,
                     "phase": cold.phase, "phase_ratio": cold.phase / ideal if cold.phase else None,
@@ -605,20 +666,21 @@ def main(argv: list[str] | None = None) -> int:
                     "warm_wall": warm.wall, "warm_requests": warm.requests,
                     "warm_hits": warm.usage.get("cache_hits"),
                 })
-            for label, runs in samples.items():
+            for variant, runs in samples.items():
                 def med(key, runs=runs):
                     values = [s[key] for s in runs if s[key] is not None]
                     return statistics.median(values) if values else None
 
                 ratio, cold_ratio = med("ratio"), med("cold_ratio")
-                gated = concurrency == args.concurrency and label == "this checkout"
+                gated = concurrency == args.concurrency and is_this(variant)
                 if gated and ratio > args.target:
-                    missed.append(f"concurrency {concurrency}: ratio {ratio:.2f} > target {args.target:g}")
+                    missed.append(f"{variant.label}, concurrency {concurrency}: ratio {ratio:.2f} > "
+                                  f"target {args.target:g}")
                 if gated and cold_ratio > args.cold_target:
-                    missed.append(f"concurrency {concurrency}: cold wall / ideal {cold_ratio:.2f} > "
-                                  f"{args.cold_target:g}")
+                    missed.append(f"{variant.label}, concurrency {concurrency}: cold wall / ideal "
+                                  f"{cold_ratio:.2f} > {args.cold_target:g}")
                 rows.append([
-                    label, str(concurrency), f"{ideal:.3f}", f"{med('wall'):.2f}",
+                    variant.label, str(concurrency), f"{ideal:.3f}", f"{med('wall'):.2f}",
                     f"{cold_ratio:.2f}" + ((" ok" if cold_ratio <= args.cold_target else " MISS") if gated else ""),
                     f"{med('startup'):.2f}", f"{med('net'):.2f}",
                     f"{ratio:.2f}" + ((" ok" if ratio <= args.target else " MISS") if gated else ""),
@@ -628,8 +690,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{med('warm_wall'):.2f}", str(max(s["warm_requests"] for s in runs)),
                     str(min((s["warm_hits"] or 0) for s in runs)),
                 ])
-        print_table(["code", "conc", "ideal s", "wall s", f"wall/ideal<={args.cold_target:g}", "startup s",
-                     "net s", f"ratio<={args.target:g}", "srv phase s", "phase ratio", "peak inflight",
+        print_table(["variant", "conc", "ideal s", "wall s", f"wall/ideal<={args.cold_target:g}", "startup s",
+                     "net s", f"ratio<={args.target:g}", "srv phase s", "phase ratio", "peak prompts",
                      "mean call s", "client cpu s", "cpu/net", "server cpu s", "requests", "warm wall s",
                      "warm reqs", "warm hits"], rows)
         print()
@@ -637,8 +699,9 @@ def main(argv: list[str] | None = None) -> int:
               "latency / concurrency; ratio = (wall - startup) / ideal, startup = "
               "mean of 1-example cold runs just before and after, less one latency; srv phase = "
               "first request arrival to last answer as the server saw it (phase ratio = srv phase / "
-              "ideal, independent of the start-up estimate); mean call = client-observed seconds per "
-              f"model call (server latency {args.latency:g} s); client cpu = user+sys CPU of the "
+              "ideal, independent of the start-up estimate); peak prompts = most prompts the server "
+              "held at once (a batched request holds several); mean call = client-observed seconds per "
+              f"prompt (server latency {args.latency:g} s a request); client cpu = user+sys CPU of the "
               "lpo-ci process beyond the 1-example runs'; cpu/net = client cpu / net (near 100%: "
               f"the client's CPU sets the pace)" + (f"; medians of {args.repeat} runs" if args.repeat > 1
                                                      else ""))

@@ -73,7 +73,7 @@ def _eval(args: argparse.Namespace) -> int:
         settings, paths = _open_project(args, args.templates, {
             "samples": args.samples, "max_samples": args.max_samples, "seed": args.seed,
             "concurrency": args.concurrency,
-            "api_base": args.api_base, "mode": args.mode})
+            "api_base": args.api_base, "mode": args.mode, "batch_size": args.batch_size})
         session = Session(settings, base_ref=args.base, use_git=not args.no_base, base_option="--base")
         from .history.hook import install
 
@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--mode", choices=["chat", "completion"], help="chat messages or raw text completion")
     ev.add_argument("--api-base", metavar="URL", help="URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp)")
     ev.add_argument("--concurrency", type=POSITIVE_INT, metavar="N", help="concurrent model calls")
+    ev.add_argument("--batch-size", type=POSITIVE_INT, metavar="N",
+                    help="completion mode: up to N prompts per request to a server that takes a list "
+                         "(vLLM, llama.cpp's server)")
     base = ev.add_mutually_exclusive_group()
     base.add_argument("--base", metavar="REF", help="git ref of the base version")
     base.add_argument("--no-base", action="store_true", help="do not compare with git; report the head alone")

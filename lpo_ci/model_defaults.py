@@ -35,12 +35,43 @@ def is_base_model(model: str) -> bool:
 
     if local_model.is_local(model) or model.split("/", 1)[0] in TEXT_COMPLETION_PROVIDERS:
         return True
+    bundled = _bundled_model_map()
+    if bundled is not None and not any(isinstance(entry, dict) and entry.get("mode") == "completion"
+                                       for entry in (bundled.get(model), bundled.get(model.split("/", 1)[-1]))):
+        return False  # no completion entry under either name: litellm's answer too, without importing it
     from .llm import import_litellm
 
     try:
         return import_litellm().get_model_info(model=model).get("mode") == "completion"
     except Exception:  # noqa: BLE001 - unmapped (a self-hosted name): taken as a chat model
         return False
+
+
+@lru_cache(maxsize=1)
+def _bundled_model_map() -> dict | None:
+    """litellm's bundled model map, read without importing litellm; None once litellm is imported
+    (ask it) or told to use another map. Importing litellm takes seconds: asked for every model,
+    it ran in the foreground of every run's set-up (a warm rerun with no call to make, too)
+    instead of in the background import (``llm.start_litellm_import``). The file reads in a
+    tenth of a second and settles the common case, a model it lists in no completion entry;
+    litellm itself decides the few that may be one (its provider rules are its own)."""
+    import importlib.util
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    if "litellm" in sys.modules or os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP", "True").lower() != "true":
+        return None
+    try:
+        spec = importlib.util.find_spec("litellm")
+        locations = spec.submodule_search_locations if spec is not None else None
+        if not locations:  # not installed, or not a package
+            return None
+        folder = Path(next(iter(locations)))
+        return json.loads((folder / "model_prices_and_context_window_backup.json").read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - another layout: ask litellm itself
+        return None
 
 
 def default_mode(model: str) -> str:

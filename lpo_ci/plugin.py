@@ -43,6 +43,9 @@ def _options() -> list[tuple[str, dict]]:
                                         "(a quick smoke run)")),
         ("--lpo-seed", dict(type=SEED, metavar="SEED", help="sampling seed")),
         ("--lpo-concurrency", dict(type=POSITIVE_INT, metavar="N", help="concurrent model calls")),
+        ("--lpo-batch-size", dict(type=POSITIVE_INT, metavar="N",
+                                  help="completion mode: up to N prompts per request to a server that takes "
+                                       "a list (vLLM, llama.cpp's server)")),
         ("--lpo-cache-dir", dict(metavar="DIR", help="response cache directory")),
         ("--lpo-data-dir", dict(metavar="DIR", help="local mirror of the benchmark data "
                                                     "(default: $LPO_CI_DATA_DIR, else the hub)")),
@@ -140,6 +143,7 @@ def _overrides(config: pytest.Config) -> dict:
         "model": config.getoption("lpo_model"), "samples": config.getoption("lpo_samples"),
         "max_samples": config.getoption("lpo_max_samples"),
         "seed": config.getoption("lpo_seed"), "concurrency": config.getoption("lpo_concurrency"),
+        "batch_size": config.getoption("lpo_batch_size"),
         "cache_dir": path("lpo_cache_dir"), "data_dir": path("lpo_data_dir"),
         "prompts": config.getoption("lpo_prompts"),
     }

@@ -265,7 +265,7 @@ class Session:
         client = ModelClient(params, cache=self.cache, concurrency=self.settings.concurrency,
                              retries=self.settings.retries, timeout=spec.timeout, fresh=self.fresh,
                              breaker=self.breakers.setdefault(params.api_base or params.model, CircuitBreaker()),
-                             router=routed[1] if routed else None)
+                             router=routed[1] if routed else None, batch_size=self.settings.batch_size)
         # Stops derived from the template belong to the template under test, not to the setup;
         # the scorer's version does: outcomes made under other extraction rules do not compare.
         setup = {**params.request(""), "stop": list(spec.stop) if spec.stop else None}

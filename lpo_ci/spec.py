@@ -118,6 +118,7 @@ PROJECT_KEYS: dict[str, tuple[Any, str]] = {
     "search_path": (lambda v: isinstance(v, list) and all(_project_folder(x) for x in v),
                     "a list of folders inside the project (relative paths, no '..')"),
     "concurrency": (_positive_int, "a positive integer"),
+    "batch_size": (_positive_int, "a positive integer (prompts per completion-mode request)"),
     "retries": (lambda v: _integer(v) and 0 <= v <= MAX_RETRIES, f"an integer from 0 to {MAX_RETRIES}"),
     "cache_dir": (_string, "a directory path"),
     "cache_url": (lambda v: _string(v) and _is_cache_url(v),
@@ -177,6 +178,7 @@ class Settings:
     search_path: tuple[str, ...] = ()  # folders {% include %} names resolve in (default: see includes)
     max_samples: int | None = None  # a cap on every template's sample (--lpo-max-samples)
     concurrency: int = 8
+    batch_size: int = 1  # completion mode: prompts per request to servers that take a list (lpo_ci.batch)
     retries: int = 4
     cache_dir: Path | None = None
     cache_url: str | None = None  # a shared Redis response cache; cache_dir is then its fallback
@@ -341,6 +343,7 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
         search_path=tuple(project.get("search_path", ())),
         max_samples=max_samples,
         concurrency=project.get("concurrency", 8),
+        batch_size=project.get("batch_size", 1),
         retries=project.get("retries", 4),
         cache_dir=(root / cache_dir) if cache_dir else None,
         cache_url=cache_url or None,

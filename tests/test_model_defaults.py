@@ -27,6 +27,18 @@ def test_which_models_are_base_models(model, base):
     assert default_mode(model) == ("completion" if base else "chat")
 
 
+def test_a_chat_or_self_hosted_model_is_told_apart_without_importing_litellm():
+    """A warm rerun makes no call: its set-up must not pay for litellm's import to pick a mode."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lpo_ci.model_defaults import is_base_model\n"
+            "assert not any(map(is_base_model, ['openai/gpt-4o-mini', 'openai/my-self-hosted', 'ollama/llama3']))\n"
+            "assert 'litellm' not in sys.modules\n"
+            "assert is_base_model('gpt-3.5-turbo-instruct') and 'litellm' in sys.modules  # litellm decides those\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
 @pytest.mark.parametrize("targets, prompt, tokens", [
     (["True", "False"], "Q: x\nA:", 8), (["Yes"], "", 8), (["(B)"], "", 8), (["18", "1,234"], "", 16),
     (["a longer free-text answer of sixty characters, give or take!"], "", 28),

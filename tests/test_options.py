@@ -91,6 +91,8 @@ CASES = {
     "--lpo-seed": ("3", [], False, lambda p, r, c: [e["id"] for e in _scored(p)["examples"]]
                    == _seeded_ids(c["data_dir"], 40, 3)),
     "--lpo-concurrency": ("2", [], False, lambda p, r, c: 0 < c["server"].peak_in_flight <= 2),
+    "--lpo-batch-size": ("4", [], False, lambda p, r, c: max(c["server"].request_sizes) == 4  # completion mode
+                         and _scored(p)["status"] == "pass"),
     "--lpo-cache-dir": ("cache-here", [], False,
                         lambda p, r, c: (p.path / "cache-here" / "responses.sqlite3").is_file()),
     "--lpo-data-dir": ("mirror", [], False, lambda p, r, c: _scored(p)["status"] == "pass"),
@@ -124,7 +126,7 @@ def test_every_value_option_has_a_case():
 def test_every_value_option_works_in_both_spellings(pytester, monkeypatch, data_dir, flag, spelling):
     value, extra, regression, check = CASES[flag]
     with fake_openai_server(latency=0.02 if flag == "--lpo-concurrency" else 0.0) as server:
-        project(pytester, server.url, ini=INI)
+        project(pytester, server.url, ini=INI, lpo='mode = "completion"\n' if flag == "--lpo-batch-size" else "")
         write_template(pytester, "prompts/x.j2", GOOD, samples=None if flag == "--lpo-samples" else 40)
         write_template(pytester, "other/y.j2", GOOD, samples=5)
         pytester.makepyfile(**{"tests/test_app": "def test_app():\n    assert True\n"})

@@ -257,6 +257,12 @@ class _Handler(TrackingHandler):
             raw = body.get("prompt", "")
             prompts = [p for p in raw if isinstance(p, str)] if isinstance(raw, list) else [str(raw)]
             prompts = prompts or [""]
+            if len(prompts) > 1 and fake.list_prompts == "refuse":
+                fake._register(prompts, body, refused=True)
+                self._send_error(400, "'prompt' must be a string", "invalid_request_error", code="invalid_prompt")
+                return
+            if fake.list_prompts == "first":
+                prompts = prompts[:1]
         serial, status = fake._register(prompts, body)
         fake._in_flight_change(+1)
         try:
@@ -351,7 +357,7 @@ class FakeOpenAIServer(LoopbackServer):
                  fail_every: int = 0, fail_status: int = 429, retry_after: float | None = 0.05,
                  outage: bool = False, outage_status: int = 503,
                  reported_model: str | None = None, system_fingerprint: str | None = "fp_fake",
-                 host: str = "127.0.0.1", port: int = 0):
+                 list_prompts: str = "each", host: str = "127.0.0.1", port: int = 0):
         super().__init__(host=host, port=port)
         self.answer = answer or wording_sensitive_answer
         self.latency = latency
@@ -362,11 +368,18 @@ class FakeOpenAIServer(LoopbackServer):
         self.outage_status = outage_status
         self.reported_model = reported_model  # the model id answers name (default: the one asked for)
         self.system_fingerprint = system_fingerprint
+        # A list of prompts on /v1/completions: "each" answered (one choice per prompt, usage for
+        # the whole request, as vLLM, llama.cpp's server and OpenAI do), "refuse"d with a 400 (a
+        # server that takes one string), or only the "first" answered (a server that ignores the rest).
+        if list_prompts not in ("each", "refuse", "first"):
+            raise ValueError(f"list_prompts must be 'each', 'refuse' or 'first', not {list_prompts!r}")
+        self.list_prompts = list_prompts
         self._lock = threading.Lock()
         self._requests = 0
         self._failures = 0
         self._prompts: list[str] = []
         self._bodies: list[dict] = []
+        self._sizes: list[int] = []
         self._in_flight = 0
         self._peak_in_flight = 0
 
@@ -402,6 +415,12 @@ class FakeOpenAIServer(LoopbackServer):
             return list(self._bodies)
 
     @property
+    def request_sizes(self) -> list[int]:
+        """Prompts in each completion request received, in arrival order (1 for a chat request)."""
+        with self._lock:
+            return list(self._sizes)
+
+    @property
     def peak_in_flight(self) -> int:
         """The most completion requests being answered at once."""
         with self._lock:
@@ -414,6 +433,7 @@ class FakeOpenAIServer(LoopbackServer):
             self._failures = 0
             self._prompts.clear()
             self._bodies.clear()
+            self._sizes.clear()
             self._peak_in_flight = 0
 
     def _in_flight_change(self, step: int) -> None:
@@ -421,12 +441,17 @@ class FakeOpenAIServer(LoopbackServer):
             self._in_flight += step
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
 
-    def _register(self, prompts: list[str], body: dict | None = None) -> tuple[int, int | None]:
+    def _register(self, prompts: list[str], body: dict | None = None,
+                  refused: bool = False) -> tuple[int, int | None]:
         """Count an arriving request: its arrival number and the error status to answer with, if any."""
         with self._lock:
             self._requests += 1
             self._prompts.extend(prompts)
             self._bodies.append(body or {})
+            self._sizes.append(len(prompts))
+            if refused:
+                self._failures += 1
+                return self._requests, None
             status = None
             if self.outage:
                 status = self.outage_status
