@@ -875,10 +875,10 @@ def test_optimize_suggests_the_fix_for_a_failing_template(pytester, openai_serve
                                 "--lpo-report", "report.json")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "*LPO (local): suggested: held-out accuracy *",
+        "*LPO (local): suggested: *held-out accuracy *",
         "*suggested patch:*",
         f"*+{GOOD_WORDING}.",
-        "*prompts/x.j2: LPO suggested (held-out accuracy *",
+        "*prompts/x.j2: LPO suggested (*held-out accuracy *",
     ])
     optimization = entry(report(pytester), "prompts/x.j2")["optimization"]
     assert optimization["status"] == "suggested" and optimization["mark_sources"] == ["diff"]
