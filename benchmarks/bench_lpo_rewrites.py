@@ -79,12 +79,12 @@ def main() -> int:
     parser.add_argument("--stops", nargs="+", default=["\\n", "\\n\\n"],
                         help="stop sequences to compare (escaped: \\n)")
     parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--memo", default="/tmp/lpo-opt-cache/generations")
+    parser.add_argument("--memo", default="~/.cache/lpo-ci/bench-generations")
     parser.add_argument("--json")
     parser.add_argument("--show", action="store_true", help="print every fluent proposal")
     args = parser.parse_args()
     mirror()
-    memoize_generations(Path(args.memo))
+    memoize_generations(Path(args.memo).expanduser())
     rows = []
     with tempfile.TemporaryDirectory(prefix="lpo-rewrites-") as tmp:
         for stop_text in args.stops:

@@ -274,7 +274,7 @@ def main() -> int:
     parser.add_argument("--length-kinds", nargs="+", default=["reword-0", "intent-label"],
                         help="the regressions injected at each length")
     parser.add_argument("--option-text", action="store_true", help="exemplar answers carry the option's text")
-    parser.add_argument("--memo", default="/tmp/lpo-opt-cache/generations")
+    parser.add_argument("--memo", default="~/.cache/lpo-ci/bench-generations")
     parser.add_argument("--json", help="write every row here (rewritten after each run)")
     parser.add_argument("--report", nargs="+", metavar="JSON",
                         help="print the tables from the rows of earlier runs (their --json files) and exit")
@@ -286,7 +286,7 @@ def main() -> int:
         report(rows, f"{len(args.report)} run file(s): " + ", ".join(Path(p).name for p in args.report))
         return 0
     mirror()
-    memoize_generations(Path(args.memo))
+    memoize_generations(Path(args.memo).expanduser())
     from lpo_cases import load_suite
 
     tasks = args.tasks or sorted({n.split("/")[0] for n in (load_suite(Path(args.suite_file))

@@ -9,7 +9,7 @@ qualifies when accuracy beats chance by ``--margin`` and a one-sided exact binom
 against chance gives p < ``--alpha``.
 
     LPO_CI_DATA_DIR=/path/to/mirror nice -n 10 python benchmarks/bench_lpo_tasks.py \\
-        [--samples 100] [--tasks ...] [--memo /tmp/lpo-opt-cache/generations] [--json out.json]
+        [--samples 100] [--tasks ...] [--memo ~/.cache/lpo-ci/bench-generations] [--json out.json]
 """
 
 from __future__ import annotations
@@ -83,12 +83,12 @@ def main() -> int:
                         help="exemplar answers carry the option's text after its letter: '(D) 12/14/1937'")
     parser.add_argument("--margin", type=float, default=0.10)
     parser.add_argument("--alpha", type=float, default=0.01)
-    parser.add_argument("--memo", default="/tmp/lpo-opt-cache/generations",
+    parser.add_argument("--memo", default="~/.cache/lpo-ci/bench-generations",
                         help="persistent store of the model's generations (reruns are free)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     mirror()
-    memoize_generations(Path(args.memo))
+    memoize_generations(Path(args.memo).expanduser())
     rows = []
     with tempfile.TemporaryDirectory(prefix="lpo-tasks-") as tmp:
         for task in args.tasks:
