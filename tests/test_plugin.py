@@ -527,7 +527,8 @@ def test_transient_failures_are_retried(pytester, status):
         requests, failures = flaky.requests, flaky.failures
     result.assert_outcomes(failed=1)  # the same verdict as without failures
     assert failures > 0
-    assert requests == 40 + failures > 40
+    # every failure was retried; identical prompts in flight together may share one request
+    assert requests - failures <= 40 < requests
     expected = entry(report(pytester, "clean.json"), "prompts/x.j2")
     item = entry(report(pytester), "prompts/x.j2")
     assert item["head"]["errors"] == item["base"]["errors"] == 0

@@ -557,7 +557,8 @@ def test_no_suggestion_tells_nothing_tried_from_nothing_won(pytester, openai_ser
     init_repo(pytester)
     write_template(pytester, "prompts/x.j2", BAD)
     # too small a budget to score the head on both splits: said, not "nothing won"
-    starved = lpo_ci(pytester.path, "optimize", "prompts/x.j2", "--budget-calls", "50", "--report", "r.json")
+    starved = lpo_ci(pytester.path, "optimize", "prompts/x.j2", "--budget-calls", "50", "--report", "r.json",
+                     "--cache-dir", str(pytester.path / "empty-cache"))  # cached calls are free: none here
     assert starved.returncode == 1, starved.stderr
     reason = report(pytester, "r.json")["templates"][0]["optimization"]["reason"]
     assert reason.startswith("the budget does not cover scoring the head"), reason
