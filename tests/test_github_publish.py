@@ -747,7 +747,7 @@ def test_which_environment_values_are_secrets_and_how_they_are_replaced():
     from lpo_ci.redaction import Redactor, secrets_from_env
 
     env = {"FOO_TOKEN": "abc123", "OPENAI_API_KEY": "sk-0123456789", "FLAG_TOKEN": "true", "MAX_TOKEN": "256",
-           "ONE_SECRET": "1", "DB_PASSWORD": "hunter2", "PIN_KEY": "123456789", "HOME": "/root", "PATH_KEYS": "x"}
+           "ONE_SECRET": "1", "DB_PASSWORD": "hunter2", "PIN_KEY": "123456789", "HOME": "/var/lib/ci", "PATH_KEYS": "x"}
     secrets = secrets_from_env(env)
     assert secrets == ["sk-0123456789", "123456789", "hunter2", "abc123"]  # longest first
     redact = Redactor(secrets)
@@ -805,7 +805,7 @@ def test_the_report_on_disk_has_no_secrets_unless_kept(tmp_path):
 
 # --- paths relative to the repository, annotations where the reason points -----------------------
 
-@pytest.mark.parametrize("machine_path", ["/home/runner/work/prompts/prompts/prompts/x.j2",
+@pytest.mark.parametrize("machine_path", ["/runner/_work/prompts/prompts/prompts/x.j2",
                                           r"D:\a\prompts\prompts\prompts\x.j2"], ids=["linux", "windows"])
 def test_a_reason_from_another_runner_is_posted_with_repository_paths(project, fork_safe, tmp_path, capsys,
                                                                        machine_path):

@@ -1,7 +1,7 @@
 """Machine paths in posted text, made relative to the repository.
 
 Reasons and errors in a report name files by the path the evaluating machine
-saw (``/home/runner/work/prompts/prompts/prompts/bool.j2:15``). On GitHub the
+saw (``/runner/_work/prompts/prompts/prompts/bool.j2:15`` on a self-hosted runner). On GitHub the
 reader knows the repository, not the runner: a path inside the checkout is
 shown relative to the repository's top, the runner's temporary and tool
 folders and the home folder by their variables (``$RUNNER_TEMP/…``, ``~/…``).
