@@ -29,6 +29,7 @@ from .breaker import CircuitBreaker
 from .cache import CacheBackend, ResponseCache, cache_key
 
 MAX_BACKOFF_SECONDS = 30.0
+RETRY_AFTER_JITTER = 0.25  # a wait of Retry-After is lengthened by up to this fraction
 
 _IMPORT_LOCK = threading.Lock()
 _import_thread: threading.Thread | None = None
@@ -432,6 +433,8 @@ class ModelClient:
                     wait = _retry_after(exc)
                     if wait is None:
                         wait = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+                    else:  # spread the calls told the same time, or they collide again together
+                        wait *= 1 + RETRY_AFTER_JITTER * random.random()
                     await asyncio.sleep(min(wait, MAX_BACKOFF_SECONDS))
                     continue
                 return Completion(text=None, error=_describe(exc), attempts=attempt,

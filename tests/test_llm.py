@@ -70,6 +70,25 @@ def test_concurrency_is_bounded(tmp_path):
         assert server.requests == 12
 
 
+def test_a_retry_waits_at_least_retry_after_and_spreads_the_calls_told_the_same(tmp_path, monkeypatch):
+    """Calls rate-limited together are told the same Retry-After: waiting exactly that long
+    would send them back together, to collide again."""
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded(seconds):
+        waits.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr("lpo_ci.llm.asyncio.sleep", recorded)
+    with fake_openai_server(fail_every=1, retry_after=0.2) as server:
+        prompts = [f"Q: {'not ' * i}True is\nA:" for i in range(6)]
+        results = asyncio.run(client(server, tmp_path, retries=2).complete_all(prompts))
+    assert all(r.error and "RateLimit" in r.error and r.attempts == 3 for r in results)
+    assert len(waits) == 12 and all(0.2 <= w <= 0.2 * 1.25 for w in waits)
+    assert len(set(waits)) > 1
+
+
 def test_retry_after_header_is_read():
     class Response:
         headers = {"retry-after": "1.5"}

@@ -177,6 +177,21 @@ def test_fail_every_fails_exactly_every_kth_request():
         assert (server.requests, server.failures, server.prompts) == (0, 0, [])
 
 
+def test_retry_passes_answers_a_prompt_that_already_failed_once():
+    with fake_openai_server(fail_every=1, fail_status=500, retry_passes=True) as server:
+        async def calls():
+            outcomes = []
+            for prompt in ("Q: True is", "Q: True is", "Q: False is", "Q: True is"):
+                try:
+                    await chat(server, prompt, max_retries=0)
+                    outcomes.append("ok")
+                except litellm.InternalServerError:
+                    outcomes.append("fail")
+            return outcomes
+        assert run(calls()) == ["fail", "ok", "fail", "ok"]
+        assert (server.requests, server.failures) == (4, 2)
+
+
 def test_rate_limit_exposes_retry_after():
     with fake_openai_server(fail_every=1, retry_after=0.05) as server:
         with pytest.raises(litellm.RateLimitError) as caught:

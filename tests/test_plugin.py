@@ -521,8 +521,8 @@ def test_transient_failures_are_retried(pytester, status):
         reference = run(clean, "clean.json")
         assert clean.requests == 40 and clean.failures == 0
     reference.assert_outcomes(failed=1)
-    # every third request fails: 429 with Retry-After, or a bare 500
-    with fake_openai_server(fail_every=3, fail_status=status, retry_after=0.05) as flaky:
+    # every third request fails (429 with Retry-After, or a bare 500), but never a retry twice
+    with fake_openai_server(fail_every=3, fail_status=status, retry_after=0.05, retry_passes=True) as flaky:
         result = run(flaky, "report.json")
         requests, failures = flaky.requests, flaky.failures
     result.assert_outcomes(failed=1)  # the same verdict as without failures

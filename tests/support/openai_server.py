@@ -355,6 +355,7 @@ class FakeOpenAIServer(LoopbackServer):
 
     def __init__(self, *, answer: Callable[[str], str] | None = None, latency: float = 0.0,
                  fail_every: int = 0, fail_status: int = 429, retry_after: float | None = 0.05,
+                 retry_passes: bool = False,
                  outage: bool = False, outage_status: int = 503,
                  reported_model: str | None = None, system_fingerprint: str | None = "fp_fake",
                  list_prompts: str = "each", host: str = "127.0.0.1", port: int = 0):
@@ -362,6 +363,9 @@ class FakeOpenAIServer(LoopbackServer):
         self.answer = answer or wording_sensitive_answer
         self.latency = latency
         self.fail_every = fail_every
+        # A failure that is transient for real: a request whose prompts all failed once is answered.
+        self.retry_passes = retry_passes
+        self._failed_prompts: set[str] = set()
         self.fail_status = fail_status
         self.retry_after = retry_after
         self.outage = outage
@@ -431,6 +435,7 @@ class FakeOpenAIServer(LoopbackServer):
         with self._lock:
             self._requests = 0
             self._failures = 0
+            self._failed_prompts.clear()
             self._prompts.clear()
             self._bodies.clear()
             self._sizes.clear()
@@ -456,9 +461,11 @@ class FakeOpenAIServer(LoopbackServer):
             if self.outage:
                 status = self.outage_status
             elif self.fail_every > 0 and self._requests % self.fail_every == 0:
-                status = self.fail_status
+                retried = self.retry_passes and all(p in self._failed_prompts for p in prompts)
+                status = None if retried else self.fail_status
             if status is not None:
                 self._failures += 1
+                self._failed_prompts.update(prompts)
             return self._requests, status
 
     def _count_failure(self) -> None:
