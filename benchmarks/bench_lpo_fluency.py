@@ -7,9 +7,10 @@ break grammar, among them the shuffle the optimizer once suggested ("Be brief on
 Answer True or False in and word."); "mild" ones are ungrammatical but readable (reported,
 not used to choose the threshold). For each the guard's drop in mean log-likelihood per
 token (head minus candidate, nats) is printed, with the threshold that separates the two
-labelled groups by the widest margin.
+labelled groups by the widest margin, for each way of choosing what is judged: the whole
+changed lines, or the edit itself and the few words after it.
 
-    nice -n 10 python benchmarks/bench_lpo_fluency.py [--json out.json]
+    nice -n 10 python benchmarks/bench_lpo_fluency.py [--after-words none,1,2,3,5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -66,6 +67,18 @@ CASES = [  # (label, head line, candidate line, exemplar)
                        "is sports or not.", SPORT),
     ("broken", WEB, "Evaluate a random function boolean expressed as problem a word.", BOOL),
     ("broken", WEB, "Evaluate a random boolean function expressed a as word problem.", BOOL),
+    # one word dropped or changed in a long line: the rest of the line must not hide it
+    ("broken", BE_BRIEF, "Evaluate the result of a random Boolean expression. Be and exact. "
+                         "Answer True or False in one word.", BOOL),
+    ("broken", SPORTS, "Determine whether an artificially constructed sentence relating to sports is or not.",
+     SPORT),
+    ("broken", SENTIMENT, "Classify the sentiment of each product review as or negative.", REVIEW),
+    ("broken", WEB, "Evaluate a random boolean function expressed as a word the.", BOOL),
+    ("fluent", BE_BRIEF, "Evaluate the result of a random Boolean expression. Be brief and exact. "
+                         "Answer True or False.", BOOL),
+    ("fluent", SPORTS, "Determine whether an artificially constructed sentence about sports is plausible or not.",
+     SPORT),
+    ("fluent", WEB, "Evaluate a random boolean function written as a word problem.", BOOL),
     ("mild", BOOLEAN, "Evaluate the result a random Boolean expression.", BOOL),
     ("mild", SPORTS, "Determine an artificially constructed sentence relating to sports is plausible or not.",
      SPORT),
@@ -77,15 +90,15 @@ def template(line: str, shot: tuple[str, str]) -> str:
     return TEMPLATE.format(line=line, q=shot[0], a=shot[1], cue="A:")
 
 
-async def measure() -> list[dict]:
+async def measure(after_words: int | None) -> list[dict]:
     from lpo_ci.optimize.fluency import FluencyGuard
 
     rows = []
     for label, head_line, cand_line, shot in CASES:
-        guard = FluencyGuard(template(head_line, shot))
+        guard = FluencyGuard(template(head_line, shot), after_words=after_words)
         (judgement,) = await guard.judge(template(cand_line, shot))
-        rows.append({"label": label, "head": head_line, "candidate": cand_line, "head_ll": judgement.head,
-                     "candidate_ll": judgement.candidate, "drop": judgement.drop})
+        rows.append({"label": label, "head": head_line, "candidate": cand_line, "after_words": after_words,
+                     "head_ll": judgement.head, "candidate_ll": judgement.candidate, "drop": judgement.drop})
     return rows
 
 
@@ -101,25 +114,38 @@ def best_threshold(rows: list[dict]) -> float:
     return best[len(best) // 2]
 
 
+def judged(after_words: int | None) -> str:
+    return "whole lines" if after_words is None else f"the edit, and the {after_words} words after it"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--after-words", default="none,1,2,3,5",
+                        help="what the guard judges, compared: none (whole lines) or words after the edit")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
-    from lpo_ci.optimize.fluency import DEFAULT_THRESHOLD
+    from lpo_ci.optimize.fluency import DEFAULT_AFTER_WORDS, DEFAULT_THRESHOLD
 
-    rows = asyncio.run(measure())
-    print(f"{'label':<7} {'drop':>6}  candidate (head)")
-    for row in sorted(rows, key=lambda r: r["drop"]):
-        print(f"{row['label']:<7} {row['drop']:6.2f}  {row['candidate']}  ({row['head']})")
-    wrong = misclassified(rows, DEFAULT_THRESHOLD)
-    print(f"best threshold on this set {best_threshold(rows):.2f} nats/token; the guard uses {DEFAULT_THRESHOLD}: "
-          f"{len(wrong)} of {sum(r['label'] != 'mild' for r in rows)} labelled edits on the wrong side")
-    for row in wrong:
-        verdict = 'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'
-        print(f"  {row['label']} edit {verdict}: {row['candidate']}")
-    for row in [r for r in rows if r["label"] == "mild"]:
-        print(f"mild edit {'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'}: {row['candidate']}")
-    dump(args.json, rows)
+    settings = [None if w.strip() == "none" else int(w) for w in args.after_words.split(",")]
+    every = []
+    for after_words in settings:
+        rows = asyncio.run(measure(after_words))
+        every += rows
+        shipped = " (the guard's)" if after_words == DEFAULT_AFTER_WORDS else ""
+        print(f"\n## judged: {judged(after_words)}{shipped}")
+        print(f"{'label':<7} {'drop':>6}  candidate (head)")
+        for row in sorted(rows, key=lambda r: r["drop"]):
+            print(f"{row['label']:<7} {row['drop']:6.2f}  {row['candidate']}  ({row['head']})")
+        wrong, best = misclassified(rows, DEFAULT_THRESHOLD), best_threshold(rows)
+        labelled = sum(r["label"] != "mild" for r in rows)
+        print(f"best threshold {best:.2f} nats/token: {len(misclassified(rows, best))} of {labelled} labelled edits "
+              f"on the wrong side; at the guard's {DEFAULT_THRESHOLD}: {len(wrong)}")
+        for row in wrong:
+            verdict = 'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'
+            print(f"  {row['label']} edit {verdict}: {row['candidate']}")
+        for row in [r for r in rows if r["label"] == "mild"]:
+            print(f"mild edit {'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'}: {row['candidate']}")
+    dump(args.json, every)
     return 0
 
 

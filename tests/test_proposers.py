@@ -416,11 +416,12 @@ SALAD = BE_BRIEF.replace("Be brief and exact. Answer True or False in one word."
 
 
 def bigram_scorer(good: set[tuple[str, str]]):
-    """A stand-in judge: a word following a word it often follows is likely, any other is not."""
+    """A stand-in judge: a word following a word it often follows is likely, and so is a full
+    stop after any word; any other word is not."""
     async def score(context: str, text: str) -> list[float]:
         words = re.findall(r"\w+|[^\w\s]", text)
         previous = (re.findall(r"\w+|[^\w\s]", context) or [""])[-1:]
-        return [-1.0 if (a, b) in good else -9.0 for a, b in zip(previous + words, words)]
+        return [-1.0 if (a, b) in good or b == "." else -9.0 for a, b in zip(previous + words, words)]
     return score
 
 
@@ -432,6 +433,10 @@ def test_fluency_guard_judges_changed_lines_against_the_heads():
     assert asyncio.run(guard.check(SALAD)) == "reads worse than the head (fluency guard)"
     assert guard.rejected == 1 and guard.worst[0]["candidate"].startswith("Evaluate the result")
     assert asyncio.run(guard.check(BE_BRIEF.replace(" in one word.", "."))) is None  # a deletion that reads
+    # one word dropped from a long line: judged on the words around the edit, not averaged away
+    assert asyncio.run(guard.check(BE_BRIEF.replace("Be brief and", "Be and"))) is not None
+    whole_lines = FluencyGuard(BE_BRIEF, base=BBH, scorer=guard.scorer, after_words=None)
+    assert asyncio.run(whole_lines.check(BE_BRIEF.replace("Be brief and", "Be and"))) is None
     (judgement,) = asyncio.run(guard.judge(SALAD))
     assert judgement.drop > guard.threshold and judgement.head_text == BE_BRIEF.split("\n")[0]
     # text the base already had is human-written: never judged
@@ -439,7 +444,25 @@ def test_fluency_guard_judges_changed_lines_against_the_heads():
     assert asyncio.run(guard.judge(restored)) == []
     # whole lines deleted: nothing left to read
     assert asyncio.run(guard.judge(BE_BRIEF.replace("Q: not ( True ) and ( True ) is\nA: False\n\n", ""))) == []
-    assert guard.to_dict()["checked"] == 2 and guard.to_dict()["rejected"] == 1
+    assert guard.to_dict()["checked"] == 3 and guard.to_dict()["rejected"] == 2
+
+
+@pytest.mark.parametrize("old, new, edit", [
+    ("Be brief and exact. Answer in one word.", "Be and exact. Answer in one word.",  # a deletion
+     ("Be", " brief", "", " and exact. Answer")),
+    ("One two three four five six seven eight.", "One two three four five SIX seven eight.",
+     ("One two three four five", " six", " SIX", " seven eight.")),
+    ("Evaluate it. Answer now.", "Evaluate it. Answer now. Be brief.",  # added at the end: nothing after
+     ("Evaluate it. Answer now.", "", " Be brief.", "")),
+    ("a b c", "a b c", ("a b c", "", "", "")),
+    ("Q:\nA: x y z w", "Q:\nAnswer: x y z w", ("Q:", "\nA:", "\nAnswer:", " x y z")),
+])
+def test_an_edit_is_split_into_the_shared_start_the_two_changes_and_the_next_words(old, new, edit):
+    from lpo_ci.optimize.fluency import split_edit
+
+    cut = split_edit(old, new, 3)
+    assert (cut.before, cut.old, cut.new, cut.after) == edit
+    assert old.startswith(cut.before + cut.old + cut.after) and new.startswith(cut.before + cut.new + cut.after)
 
 
 @pytest.mark.slow
@@ -459,7 +482,9 @@ def test_fluency_guard_with_the_embedded_model_rejects_word_salad_and_broken_swa
     deletes = propose(operators()[0], context(head, marks), n=200)
     broken_delete = BE_BRIEF.replace("True or False in one word.", "True or in one word.")
     assert broken_delete in deletes and asyncio.run(guard.check(broken_delete)) is not None
+    # one word gone from a long line: the words after it no longer read
+    assert asyncio.run(guard.check(BE_BRIEF.replace("Be brief and", "Be and"))) is not None
     for fluent in (BE_BRIEF.replace(" in one word", ""), BE_BRIEF.replace(" Be brief and exact.", ""),
                    BE_BRIEF.replace("Be brief and exact.", "Be brief.")):
         assert asyncio.run(guard.check(fluent)) is None, fluent
-    assert guard.rejected == 3 and guard.checked == 6
+    assert guard.rejected == 4 and guard.checked == 7

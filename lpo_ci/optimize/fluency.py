@@ -3,11 +3,15 @@
 Edit operators shuffle, drop and insert words; a shuffle can win on a small model and
 still be word salad no one would commit ("Be brief one exact. Answer True or False in and
 word."). A base language model is a good judge of "is this normal text here", and the
-embedded one is always at hand: for every line a candidate changes, the mean per-token
-log-likelihood of the new line (after the text before it) is compared with the head's line
-it replaces; a candidate whose lines lose more than ``threshold`` nats per token is
-rejected. Text the base version already had (a restore) is human-written and passes.
-The threshold was chosen by measurement (``benchmarks/bench_lpo_fluency.py``).
+embedded one is always at hand. For every edit a candidate makes it asks two questions,
+in mean log-likelihood per token after the text before it: do the new words read as well
+as the head's words they replace (an insertion: its line as well as the head's line), and
+do the next few words, the same in both versions, still read as well after the edit? A
+candidate that loses more than ``threshold`` nats per token on either is rejected. The
+second question is what a mean over the whole line lacked: a one-word deletion that
+breaks a long line ("Be and exact.") moved that mean too little. Text the base version
+already had (a restore) is human-written and passes. Words judged and threshold were
+chosen by measurement (``benchmarks/bench_lpo_fluency.py``).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from typing import Awaitable, Callable
 
 from ..patch import changed_lines
 
-DEFAULT_THRESHOLD = 0.75  # nats per token
+DEFAULT_THRESHOLD = 1.7   # nats per token
+DEFAULT_AFTER_WORDS = 3  # words after an edit that must still read (None: judge whole lines)
 CONTEXT_LINES = 12       # lines of text before the edit the judge reads
 COMMENT = re.compile(r"\{#.*?#\}\n?", re.DOTALL)
+WORD = re.compile(r"\s*\S+|\s+$")  # a word with the white space before it: they join back to the text
 
 Scorer = Callable[[str, str], Awaitable[list[float]]]
 
@@ -36,7 +42,7 @@ async def local_scorer(context: str, text: str) -> list[float]:
 class Judgement:
     head: float        # mean log-likelihood per token of the head's lines
     candidate: float   # ... of the candidate's lines
-    head_text: str
+    head_text: str       # the lines compared (the scores are of the edit in them)
     candidate_text: str
 
     @property
@@ -51,6 +57,7 @@ class FluencyGuard:
     head: str
     base: str | None = None
     threshold: float = DEFAULT_THRESHOLD
+    after_words: int | None = DEFAULT_AFTER_WORDS
     scorer: Scorer | None = None  # default: the embedded model
     checked: int = 0
     rejected: int = 0
@@ -90,9 +97,33 @@ class FluencyGuard:
                 old_at, old_text = previous, head_lines[previous]
             head_context = _context(head_lines, old_at)
             cand_context = _context(cand_lines, j1)
-            judgements.append(Judgement(await self.mean(head_context, old_text),
-                                        await self.mean(cand_context, new_text), old_text, new_text))
+            if old_at == i1 and self.after_words is not None:  # the same place in both: judge the edit itself
+                head, cand = await self._edit_scores(head_context, old_text, cand_context, new_text)
+            else:
+                head, cand = await self.mean(head_context, old_text), await self.mean(cand_context, new_text)
+            judgements.append(Judgement(head, cand, old_text, new_text))
         return judgements
+
+    async def _edit_scores(self, head_context: str, old: str, cand_context: str, new: str) -> tuple[float, float]:
+        """The head's and the candidate's scores on whichever of two questions the edit does
+        worse on. Do the new words read as well as the words they replace (an insertion: its
+        line as well as the head's line)? Do the next few words, the same in both, still read
+        as normal after the edit? The second catches a deletion that breaks the sentence
+        around it, which a mean over the whole line hides."""
+        edit = split_edit(old, new, self.after_words or 0)
+        pairs = []
+        if edit.new.strip():
+            if edit.old.strip():
+                pairs.append((await self.mean(head_context + edit.before, edit.old),
+                              await self.mean(cand_context + edit.before, edit.new)))
+            else:
+                pairs.append((await self.mean(head_context, old), await self.mean(cand_context, new)))
+        if edit.after.strip():
+            pairs.append((await self.mean(head_context + edit.before + edit.old, edit.after),
+                          await self.mean(cand_context + edit.before + edit.new, edit.after)))
+        if not pairs:
+            return await self.mean(head_context, old), await self.mean(cand_context, new)
+        return max(pairs, key=lambda pair: pair[0] - pair[1])
 
     async def check(self, candidate: str) -> str | None:
         """Why the candidate reads clearly worse than the head, or None."""
@@ -109,6 +140,31 @@ class FluencyGuard:
     def to_dict(self) -> dict:
         return {"checked": self.checked, "rejected": self.rejected, "threshold": self.threshold,
                 "rejected_examples": self.worst}
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Two versions of a text, cut where they part: ``before + old + rest`` is the head's,
+    ``before + new + rest`` the candidate's, and ``after`` is the first words of ``rest``."""
+
+    before: str
+    old: str
+    new: str
+    after: str
+
+
+def split_edit(old: str, new: str, after_words: int) -> Edit:
+    a, b = WORD.findall(old), WORD.findall(new)
+    shortest = min(len(a), len(b))
+    prefix = 0
+    while prefix < shortest and a[prefix] == b[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < shortest - prefix and a[-1 - suffix] == b[-1 - suffix]:
+        suffix += 1
+    rest = a[len(a) - suffix:]
+    return Edit("".join(a[:prefix]), "".join(a[prefix:len(a) - suffix]), "".join(b[prefix:len(b) - suffix]),
+                "".join(rest[:after_words]))
 
 
 def _context(lines: list[str], at: int) -> str:
