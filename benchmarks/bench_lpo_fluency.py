@@ -7,10 +7,10 @@ break grammar, among them the shuffle the optimizer once suggested ("Be brief on
 Answer True or False in and word."); "mild" ones are ungrammatical but readable (reported,
 not used to choose the threshold). For each the guard's drop in mean log-likelihood per
 token (head minus candidate, nats) is printed, with the threshold that separates the two
-labelled groups by the widest margin, for each way of choosing what is judged: the whole
-changed lines, or the edit itself and the few words after it.
+labelled groups by the widest margin: for the changed lines' question alone, and for the
+second question (do the N words after the edit still read as well?) beside it.
 
-    nice -n 10 python benchmarks/bench_lpo_fluency.py [--after-words none,1,2,3,5] [--json out.json]
+    nice -n 10 python benchmarks/bench_lpo_fluency.py [--after-words 1,2,3,5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def template(line: str, shot: tuple[str, str]) -> str:
     return TEMPLATE.format(line=line, q=shot[0], a=shot[1], cue="A:")
 
 
-async def measure(after_words: int | None) -> list[dict]:
+async def measure(after_words: int) -> list[dict]:
     from lpo_ci.optimize.fluency import FluencyGuard
 
     rows = []
@@ -98,53 +98,62 @@ async def measure(after_words: int | None) -> list[dict]:
         guard = FluencyGuard(template(head_line, shot), after_words=after_words)
         (judgement,) = await guard.judge(template(cand_line, shot))
         rows.append({"label": label, "head": head_line, "candidate": cand_line, "after_words": after_words,
-                     "head_ll": judgement.head, "candidate_ll": judgement.candidate, "drop": judgement.drop})
+                     "head_ll": judgement.head, "candidate_ll": judgement.candidate, "drop": judgement.drop,
+                     "after_drop": judgement.after_drop})
     return rows
 
 
-def misclassified(rows: list[dict], threshold: float) -> list[dict]:
-    return [r for r in rows if r["label"] != "mild" and (r["drop"] > threshold) != (r["label"] == "broken")]
+def rejected(row: dict, line: float, after: float) -> bool:
+    return row["drop"] > line or (row["after_drop"] is not None and row["after_drop"] > after)
 
 
-def best_threshold(rows: list[dict]) -> float:
+def misclassified(rows: list[dict], line: float, after: float = float("inf")) -> list[dict]:
+    return [r for r in rows if r["label"] != "mild" and rejected(r, line, after) != (r["label"] == "broken")]
+
+
+def best(errors) -> float:
     """The threshold (to 0.05) with the fewest labelled edits on the wrong side, midmost among ties."""
-    grid = [k / 20 for k in range(61)]
-    fewest = min(len(misclassified(rows, t)) for t in grid)
-    best = [t for t in grid if len(misclassified(rows, t)) == fewest]
-    return best[len(best) // 2]
-
-
-def judged(after_words: int | None) -> str:
-    return "whole lines" if after_words is None else f"the edit, and the {after_words} words after it"
+    grid = [k / 20 for k in range(101)]
+    fewest = min(errors(t) for t in grid)
+    ties = [t for t in grid if errors(t) == fewest]
+    return ties[len(ties) // 2]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--after-words", default="none,1,2,3,5",
-                        help="what the guard judges, compared: none (whole lines) or words after the edit")
+    parser.add_argument("--after-words", default="1,2,3,5",
+                        help="numbers of words after the edit to compare (0: the lines' question alone)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
-    from lpo_ci.optimize.fluency import DEFAULT_AFTER_WORDS, DEFAULT_THRESHOLD
+    from lpo_ci.optimize.fluency import DEFAULT_AFTER_THRESHOLD, DEFAULT_AFTER_WORDS, DEFAULT_THRESHOLD
 
-    settings = [None if w.strip() == "none" else int(w) for w in args.after_words.split(",")]
+    line_t, after_t = DEFAULT_THRESHOLD, DEFAULT_AFTER_THRESHOLD
     every = []
-    for after_words in settings:
+    for after_words in sorted({0, DEFAULT_AFTER_WORDS, *(int(w) for w in args.after_words.split(","))}):
         rows = asyncio.run(measure(after_words))
         every += rows
-        shipped = " (the guard's)" if after_words == DEFAULT_AFTER_WORDS else ""
-        print(f"\n## judged: {judged(after_words)}{shipped}")
-        print(f"{'label':<7} {'drop':>6}  candidate (head)")
-        for row in sorted(rows, key=lambda r: r["drop"]):
-            print(f"{row['label']:<7} {row['drop']:6.2f}  {row['candidate']}  ({row['head']})")
-        wrong, best = misclassified(rows, DEFAULT_THRESHOLD), best_threshold(rows)
         labelled = sum(r["label"] != "mild" for r in rows)
-        print(f"best threshold {best:.2f} nats/token: {len(misclassified(rows, best))} of {labelled} labelled edits "
-              f"on the wrong side; at the guard's {DEFAULT_THRESHOLD}: {len(wrong)}")
-        for row in wrong:
-            verdict = 'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'
-            print(f"  {row['label']} edit {verdict}: {row['candidate']}")
-        for row in [r for r in rows if r["label"] == "mild"]:
-            print(f"mild edit {'rejected' if row['drop'] > DEFAULT_THRESHOLD else 'passes'}: {row['candidate']}")
+        if after_words == 0:
+            alone = best(lambda t: len(misclassified(rows, t)))
+            print(f"the lines' question alone: best threshold {alone:.2f}, {len(misclassified(rows, alone))} of "
+                  f"{labelled} labelled edits on the wrong side; at the guard's {line_t}: "
+                  f"{len(misclassified(rows, line_t))}")
+            continue
+        chosen = best(lambda t: len(misclassified(rows, line_t, t)))
+        shipped = after_words == DEFAULT_AFTER_WORDS
+        print(f"with the {after_words} words after the edit{' (the guard)' if shipped else ''}: best threshold "
+              f"{chosen:.2f} beside the lines' {line_t}, {len(misclassified(rows, line_t, chosen))} on the wrong side; "
+              f"at the guard's {after_t}: {len(misclassified(rows, line_t, after_t))}")
+        if not shipped:
+            continue
+        print(f"\n{'label':<7} {'lines':>6} {'after':>6}  candidate (head)")
+        for row in sorted(rows, key=lambda r: (r["label"], max(r["drop"], r["after_drop"] or -9))):
+            after = "" if row["after_drop"] is None else f"{row['after_drop']:6.2f}"
+            mark = "rejected" if rejected(row, line_t, after_t) else "passes"
+            print(f"{row['label']:<7} {row['drop']:6.2f} {after:>6}  {mark:<8} {row['candidate']}  ({row['head']})")
+        for row in misclassified(rows, line_t, after_t):
+            print(f"  on the wrong side: {row['label']} edit {row['candidate']}")
+        print()
     dump(args.json, every)
     return 0
 

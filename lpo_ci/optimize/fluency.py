@@ -3,15 +3,15 @@
 Edit operators shuffle, drop and insert words; a shuffle can win on a small model and
 still be word salad no one would commit ("Be brief one exact. Answer True or False in and
 word."). A base language model is a good judge of "is this normal text here", and the
-embedded one is always at hand. For every edit a candidate makes it asks two questions,
-in mean log-likelihood per token after the text before it: do the new words read as well
-as the head's words they replace (an insertion: its line as well as the head's line), and
-do the next few words, the same in both versions, still read as well after the edit? A
-candidate that loses more than ``threshold`` nats per token on either is rejected. The
-second question is what a mean over the whole line lacked: a one-word deletion that
-breaks a long line ("Be and exact.") moved that mean too little. Text the base version
-already had (a restore) is human-written and passes. Words judged and threshold were
-chosen by measurement (``benchmarks/bench_lpo_fluency.py``).
+embedded one is always at hand. For every group of lines a candidate changes it asks two
+questions, in mean log-likelihood per token after the text before them: do the new lines
+read as well as the head's lines they replace, and do the next few words after the edit,
+the same words in both versions, still read as well? A candidate that falls more than a
+threshold below the head on either is rejected. The second question catches a one-word
+deletion that breaks a long line ("Be and exact."), which moves the line's mean too little;
+it compares the same tokens, so it is the steadier of the two. Text the base version
+already had (a restore) is human-written and passes. Thresholds and the number of words
+were chosen by measurement (``benchmarks/bench_lpo_fluency.py``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import Awaitable, Callable
 
 from ..patch import changed_lines
 
-DEFAULT_THRESHOLD = 1.7   # nats per token
-DEFAULT_AFTER_WORDS = 3  # words after an edit that must still read (None: judge whole lines)
+DEFAULT_THRESHOLD = 0.75       # nats per token, the changed lines
+DEFAULT_AFTER_WORDS = 3        # words after an edit that must still read as well (0: not asked)
+DEFAULT_AFTER_THRESHOLD = 1.8  # nats per token, those words
 CONTEXT_LINES = 12       # lines of text before the edit the judge reads
 COMMENT = re.compile(r"\{#.*?#\}\n?", re.DOTALL)
 WORD = re.compile(r"\s*\S+|\s+$")  # a word with the white space before it: they join back to the text
@@ -42,12 +43,20 @@ async def local_scorer(context: str, text: str) -> list[float]:
 class Judgement:
     head: float        # mean log-likelihood per token of the head's lines
     candidate: float   # ... of the candidate's lines
-    head_text: str       # the lines compared (the scores are of the edit in them)
+    head_text: str
     candidate_text: str
+    after_head: float | None = None       # ... of the words after the edit, in the head
+    after_candidate: float | None = None  # ... of the same words, after the candidate's edit
 
     @property
     def drop(self) -> float:
         return self.head - self.candidate
+
+    @property
+    def after_drop(self) -> float | None:
+        if self.after_head is None or self.after_candidate is None:
+            return None
+        return self.after_head - self.after_candidate
 
 
 @dataclass
@@ -58,6 +67,7 @@ class FluencyGuard:
     base: str | None = None
     threshold: float = DEFAULT_THRESHOLD
     after_words: int | None = DEFAULT_AFTER_WORDS
+    after_threshold: float = DEFAULT_AFTER_THRESHOLD
     scorer: Scorer | None = None  # default: the embedded model
     checked: int = 0
     rejected: int = 0
@@ -97,48 +107,33 @@ class FluencyGuard:
                 old_at, old_text = previous, head_lines[previous]
             head_context = _context(head_lines, old_at)
             cand_context = _context(cand_lines, j1)
-            if old_at == i1 and self.after_words is not None:  # the same place in both: judge the edit itself
-                head, cand = await self._edit_scores(head_context, old_text, cand_context, new_text)
-            else:
-                head, cand = await self.mean(head_context, old_text), await self.mean(cand_context, new_text)
-            judgements.append(Judgement(head, cand, old_text, new_text))
+            judgement = Judgement(await self.mean(head_context, old_text), await self.mean(cand_context, new_text),
+                                  old_text, new_text)
+            if old_at == i1 and self.after_words:  # the same place in both: do the words after still read?
+                edit = split_edit(old_text, new_text, self.after_words)
+                if edit.after.strip():
+                    judgement.after_head = await self.mean(head_context + edit.before + edit.old, edit.after)
+                    judgement.after_candidate = await self.mean(cand_context + edit.before + edit.new, edit.after)
+            judgements.append(judgement)
         return judgements
-
-    async def _edit_scores(self, head_context: str, old: str, cand_context: str, new: str) -> tuple[float, float]:
-        """The head's and the candidate's scores on whichever of two questions the edit does
-        worse on. Do the new words read as well as the words they replace (an insertion: its
-        line as well as the head's line)? Do the next few words, the same in both, still read
-        as normal after the edit? The second catches a deletion that breaks the sentence
-        around it, which a mean over the whole line hides."""
-        edit = split_edit(old, new, self.after_words or 0)
-        pairs = []
-        if edit.new.strip():
-            if edit.old.strip():
-                pairs.append((await self.mean(head_context + edit.before, edit.old),
-                              await self.mean(cand_context + edit.before, edit.new)))
-            else:
-                pairs.append((await self.mean(head_context, old), await self.mean(cand_context, new)))
-        if edit.after.strip():
-            pairs.append((await self.mean(head_context + edit.before + edit.old, edit.after),
-                          await self.mean(cand_context + edit.before + edit.new, edit.after)))
-        if not pairs:
-            return await self.mean(head_context, old), await self.mean(cand_context, new)
-        return max(pairs, key=lambda pair: pair[0] - pair[1])
 
     async def check(self, candidate: str) -> str | None:
         """Why the candidate reads clearly worse than the head, or None."""
         self.checked += 1
         for j in await self.judge(candidate):
-            if j.drop > self.threshold:
+            after = j.after_drop
+            if j.drop > self.threshold or (after is not None and after > self.after_threshold):
                 self.rejected += 1
                 if len(self.worst) < 5:
                     self.worst.append({"head": j.head_text[:200], "candidate": j.candidate_text[:200],
-                                       "drop": round(j.drop, 2)})
+                                       "drop": round(j.drop, 2),
+                                       "after_drop": None if after is None else round(after, 2)})
                 return "reads worse than the head (fluency guard)"
         return None
 
     def to_dict(self) -> dict:
         return {"checked": self.checked, "rejected": self.rejected, "threshold": self.threshold,
+                "after_words": self.after_words, "after_threshold": self.after_threshold,
                 "rejected_examples": self.worst}
 
 
