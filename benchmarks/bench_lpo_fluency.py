@@ -134,12 +134,12 @@ def main() -> int:
         every += rows
         labelled = sum(r["label"] != "mild" for r in rows)
         if after_words == 0:
-            alone = best(lambda t: len(misclassified(rows, t)))
+            alone = best(lambda t, rows=rows: len(misclassified(rows, t)))
             print(f"the lines' question alone: best threshold {alone:.2f}, {len(misclassified(rows, alone))} of "
                   f"{labelled} labelled edits on the wrong side; at the guard's {line_t}: "
                   f"{len(misclassified(rows, line_t))}")
             continue
-        chosen = best(lambda t: len(misclassified(rows, line_t, t)))
+        chosen = best(lambda t, rows=rows: len(misclassified(rows, line_t, t)))
         shipped = after_words == DEFAULT_AFTER_WORDS
         print(f"with the {after_words} words after the edit{' (the guard)' if shipped else ''}: best threshold "
               f"{chosen:.2f} beside the lines' {line_t}, {len(misclassified(rows, line_t, chosen))} on the wrong side; "
