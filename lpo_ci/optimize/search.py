@@ -31,7 +31,6 @@ from .evidence import NonInferiorityRoute, Route
 
 LLM_PROPOSERS = ("ape", "apo", "pe2")
 OPERATORS = ("restore", "delete", "swap", "phrase")
-REWRITER = ("rewrite",)  # the embedded base model rewriting marked sentences, in offline runs
 FAILURES_SHOWN = 8
 REVERT = "revert"
 FLUENCY_ENV = "LPO_CI_FLUENCY"  # "off": no fluency guard, even with the embedded model installed
@@ -328,10 +327,8 @@ class Search:
         from .. import local_model
 
         names = self.options.proposers
-        if names is None:  # offline (the embedded model under test, no optimizer model): its own rewrites
-            offline = self.optimizer_client is None and local_model.is_local(self.client.params.model)
-            names = OPERATORS + (REWRITER if offline and local_model.is_available() else ()) \
-                + (LLM_PROPOSERS if self.optimizer_client is not None else ())
+        if names is None:  # the embedded model's rewrites are asked for by name: the suite saw no gain
+            names = OPERATORS + (LLM_PROPOSERS if self.optimizer_client is not None else ())
         if self.base is None:
             names = tuple(n for n in names if n != "restore")
         return build_proposers(list(names), self.optimizer_client,
