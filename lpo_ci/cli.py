@@ -350,7 +350,23 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_own_warnings_plainly()
     return args.handler(args)
+
+
+def show_own_warnings_plainly() -> None:
+    """lpo-ci's warnings (a shared cache that cannot be used, a history check that cannot
+    run) read "warning: ..." on the command line, not as a Python source location."""
+    import warnings
+
+    formatter = warnings.formatwarning
+
+    def plain(message, category, filename, lineno, line=None):
+        if category.__module__.split(".")[0] == "lpo_ci":
+            return f"warning: {message}\n"
+        return formatter(message, category, filename, lineno, line)
+
+    warnings.formatwarning = plain
 
 
 if __name__ == "__main__":

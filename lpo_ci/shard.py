@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from .errors import LpoError, SpecError
 
 SHARD_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-SHARD_HINT = "write K/N with 1 <= K <= N, e.g. --lpo-shard 2/4 for the second of four jobs"
+SHARD_HINT = "write K/N with 1 <= K <= N, e.g. 2/4 for the second of four jobs"
 
 
 class MergeError(LpoError):
