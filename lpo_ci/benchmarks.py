@@ -211,7 +211,7 @@ def _benchmark_example(name: str, index: int, row: dict[str, Any]) -> Example:
 
 # --- user datasets -----------------------------------------------------------
 
-_SPEC_KEYS = ("path", "hub", "config", "split", "fields", "target", "id")
+DATASET_KEYS = ("path", "hub", "config", "split", "fields", "target", "id")
 _SUFFIXES = (".jsonl", ".json", ".csv")
 
 
@@ -235,7 +235,7 @@ class DatasetSource:
     @classmethod
     def from_spec(cls, value: Any, *, path: str | Path | None = None,
                   line: int | None = None) -> DatasetSource:
-        """Parse a spec value: a local path, ``"hf:owner/name"``, or a mapping of _SPEC_KEYS."""
+        """Parse a spec value: a local path, ``"hf:owner/name"``, or a mapping of DATASET_KEYS."""
 
         def fail(message: str, hint: str) -> SpecError:
             return SpecError(message, path=path, line=line, hint=hint)
@@ -249,11 +249,11 @@ class DatasetSource:
                        "target: answer}")
         spec = {key: item for key, item in value.items() if item is not None}
         for key in spec:
-            if key not in _SPEC_KEYS:
-                close = difflib.get_close_matches(str(key), _SPEC_KEYS, n=1)
+            if key not in DATASET_KEYS:
+                close = difflib.get_close_matches(str(key), DATASET_KEYS, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise fail(f"unknown dataset key {key!r}",
-                           hint + "allowed keys: " + ", ".join(_SPEC_KEYS))
+                           hint + "allowed keys: " + ", ".join(DATASET_KEYS))
         for key in ("path", "hub", "config", "split", "target", "id"):
             if key in spec and (not isinstance(spec[key], str) or not spec[key].strip()):
                 raise fail(f"dataset {key!r} must be a non-empty string, "

@@ -70,6 +70,16 @@ def test_bad_specs_name_file_and_line(tmp_path, body, line, words):
     assert excinfo.value.hint
 
 
+@pytest.mark.parametrize("key", ["target", "fields", "id", "path", "split"])
+def test_a_dataset_key_at_the_top_of_the_spec_says_where_it_belongs(tmp_path, key):
+    body = f"  dataset: d.jsonl\n  {key}: x\n"
+    root = project(tmp_path, files={"prompts/t.j2": "{# lpo:\n" + body + "#}\n{{ question }}\n"})
+    with pytest.raises(SpecError) as excinfo:
+        read_template(load_settings(root), root / "prompts/t.j2")
+    assert excinfo.value.line == 3 and f"unknown key '{key}'" in str(excinfo.value)
+    assert excinfo.value.hint.startswith(f"'{key}' belongs under 'dataset:'")
+
+
 def test_template_without_a_spec_is_an_error(tmp_path):
     root = project(tmp_path, files={"prompts/t.j2": "Q: {{ question }}\n"})
     with pytest.raises(SpecError, match="no test spec"):
