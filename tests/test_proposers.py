@@ -435,7 +435,7 @@ def test_fluency_guard_judges_changed_lines_against_the_heads():
     assert asyncio.run(guard.check(BE_BRIEF.replace(" in one word.", "."))) is None  # a deletion that reads
     # one word dropped from a long line: judged on the words around the edit, not averaged away
     assert asyncio.run(guard.check(BE_BRIEF.replace("Be brief and", "Be and"))) is not None
-    whole_lines = FluencyGuard(BE_BRIEF, base=BBH, scorer=guard.scorer, after_words=None)
+    whole_lines = FluencyGuard(BE_BRIEF, base=BBH, scorer=guard.scorer, after_words=0)
     assert asyncio.run(whole_lines.check(BE_BRIEF.replace("Be brief and", "Be and"))) is None
     (judgement,) = asyncio.run(guard.judge(SALAD))
     assert judgement.drop > guard.threshold and judgement.head_text == BE_BRIEF.split("\n")[0]

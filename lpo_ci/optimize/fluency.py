@@ -66,7 +66,7 @@ class FluencyGuard:
     head: str
     base: str | None = None
     threshold: float = DEFAULT_THRESHOLD
-    after_words: int | None = DEFAULT_AFTER_WORDS
+    after_words: int = DEFAULT_AFTER_WORDS
     after_threshold: float = DEFAULT_AFTER_THRESHOLD
     scorer: Scorer | None = None  # default: the embedded model
     checked: int = 0
