@@ -316,6 +316,9 @@ def load_user_dataset(source: DatasetSource, *, root: Path, path: str | Path | N
         records = _read_file_cached(where, stat.st_mtime_ns, stat.st_size)
     else:
         raise SpecError("a dataset needs a 'path' or a 'hub' id", path=path, line=line)
+    if not records:
+        raise DataError(f"dataset {where} has no records", path=path, line=line,
+                        hint="add examples to it, or name another dataset")
     examples: list[Example] = []
     first_seen: dict[str, int] = {}
     for record in records:

@@ -407,6 +407,15 @@ def test_json_not_records(tmp_path):
         load("cases.json", tmp_path)
 
 
+@pytest.mark.parametrize("name, text", [("cases.jsonl", ""), ("cases.jsonl", "\n\n"), ("cases.json", "[]"),
+                                        ("cases.csv", "q,target\n")])
+def test_a_dataset_without_records_is_an_error_at_the_spec(tmp_path, name, text):
+    write(tmp_path / name, text)
+    with pytest.raises(DataError, match="has no records") as info:
+        load(name, tmp_path)
+    assert (info.value.path, info.value.line) == ("spec.yaml", 4) and name in str(info.value)
+
+
 def test_malformed_json_line(tmp_path):
     file = write(tmp_path / "cases.jsonl", '{"q": "a", "target": "A"}\n{"q": "b", target: 1}\n')
     with pytest.raises(DataError) as info:
