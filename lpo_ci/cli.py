@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, EXIT_USAGE, exit_status
 from .progress import progress_bar
@@ -350,13 +351,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    show_own_warnings_plainly()
-    return args.handler(args)
+    with own_warnings_shown_plainly():
+        return args.handler(args)
 
 
-def show_own_warnings_plainly() -> None:
+@contextlib.contextmanager
+def own_warnings_shown_plainly() -> Iterator[None]:
     """lpo-ci's warnings (a shared cache that cannot be used, a history check that cannot
-    run) read "warning: ..." on the command line, not as a Python source location."""
+    run) read "warning: ..." on the command line, not as a Python source location. Only
+    while a command runs: a caller in the same process (a test, a script) keeps its own."""
     import warnings
 
     formatter = warnings.formatwarning
@@ -367,6 +370,10 @@ def show_own_warnings_plainly() -> None:
         return formatter(message, category, filename, lineno, line)
 
     warnings.formatwarning = plain
+    try:
+        yield
+    finally:
+        warnings.formatwarning = formatter
 
 
 if __name__ == "__main__":

@@ -289,7 +289,7 @@ def test_runs_standalone_until_interrupted():
         assert connection.getresponse().status == 200
         connection.close()
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=60) == 0  # generous: a loaded machine can starve the child
     finally:
         if process.poll() is None:
             process.kill()

@@ -715,3 +715,14 @@ def test_cli_warnings_read_as_warnings_not_python_source_locations(pytester, ope
     assert "CacheWarning" not in result.stderr and ".py:" not in result.stderr, result.stderr
     assert "hunter2" not in result.stdout + result.stderr
     no_traceback_in(result.stderr)
+
+
+def test_the_cli_called_in_process_leaves_the_callers_warning_format_alone(tmp_path, monkeypatch):
+    import warnings
+
+    from lpo_ci.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    before = warnings.formatwarning
+    assert main(["report", "merge", "missing.json", "-o", "merged.json"]) != 0
+    assert warnings.formatwarning is before
