@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -494,6 +495,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fail-every", type=int, default=0, help="fail every k-th request")
     parser.add_argument("--fail-status", type=int, default=429, help="status for those failures")
     args = parser.parse_args(argv)
+    # Ctrl-C stops it even when the parent ignored or blocked SIGINT (both are inherited).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     server = FakeOpenAIServer(port=args.port, latency=args.latency,
                               fail_every=args.fail_every, fail_status=args.fail_status)
     with server:
