@@ -221,9 +221,12 @@ def _check(key: str, value: Any, table: dict[str, tuple[Any, str]], file: str | 
 
         from .benchmarks import DATASET_KEYS
         close = difflib.get_close_matches(key, list(table), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(sorted(table))
         if key in DATASET_KEYS and "dataset" in table:
             hint = f"'{key}' belongs under 'dataset:', e.g. dataset: {{path: data/file.jsonl, {key}: ...}}"
+        elif close:
+            hint = f"did you mean '{close[0]}'?"
+        else:
+            hint = "valid keys: " + ", ".join(sorted(table))
         raise SpecError(f"unknown key {short_repr(key)} in {context}", path=file, line=line, hint=hint)
     check, wanted = table[key]
     if not check(value):

@@ -179,11 +179,9 @@ def test_a_failed_request_is_retried_per_prompt(tmp_path):
 
 
 def test_the_circuit_breaker_counts_requests_not_prompts(tmp_path):
-    import socket
+    from tests.support.redis_server import free_port
 
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # a port nobody listens on
     params = ModelParams(model="openai/fake", mode="completion", api_base=dead, max_tokens=4)
     breaker = CircuitBreaker()
     c = ModelClient(params, concurrency=8, batch_size=8, retries=0, breaker=breaker)

@@ -160,6 +160,19 @@ def git_apply(repo: Path, relpath: str, old: str, new: str) -> str:
     return path.read_bytes().decode("utf-8")
 
 
+def git_diff_lines(repo: Path, relpath: str, old: str, new: str) -> list[str]:
+    """What `git diff` writes for ``old`` -> ``new`` at ``relpath``, its ``index`` line left out."""
+    path = repo / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(old, encoding="utf-8")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "head")
+    path.write_text(new, encoding="utf-8")
+    theirs = git(repo, "diff", "--no-color", "--no-ext-diff").decode("utf-8").splitlines(keepends=True)
+    return [line for line in theirs if not line.startswith("index ")]
+
+
 @pytest.mark.parametrize("relpath, old, new", [
     ("prompts/bool.j2", HEAD, FIXED),
     ("prompts/bool.j2", HEAD + "\n", FIXED + "\n"),
@@ -200,16 +213,7 @@ def test_random_patches_apply_with_git(tmp_path):
 ])
 def test_headers_and_hunks_are_what_git_diff_writes(tmp_path, relpath):
     old, new = "one\ntwo\nthree\nfour\nfive", "one\ntwo\n3\nfour\nfive"
-    path = tmp_path / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(old, encoding="utf-8")
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-q", "-m", "head")
-    path.write_text(new, encoding="utf-8")
-    theirs = git(tmp_path, "diff", "--no-color", "--no-ext-diff").decode("utf-8").splitlines(keepends=True)
-    assert unified_diff(old, new, relpath).splitlines(keepends=True) == [
-        line for line in theirs if not line.startswith("index ")]
+    assert unified_diff(old, new, relpath).splitlines(keepends=True) == git_diff_lines(tmp_path, relpath, old, new)
 
 
 def test_no_patch_without_a_change():
@@ -335,15 +339,7 @@ def test_a_one_word_change_stays_one_word_in_a_long_repetitive_template():
     ("a\nb\nc\n", "b\nc\n"),                                        # the first line removed
 ])
 def test_hunks_are_what_git_diff_writes(tmp_path, old, new):
-    path = tmp_path / "p.j2"
-    path.write_text(old, encoding="utf-8")
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-q", "-m", "head")
-    path.write_text(new, encoding="utf-8")
-    theirs = git(tmp_path, "diff", "--no-color", "--no-ext-diff").decode("utf-8").splitlines(keepends=True)
-    assert unified_diff(old, new, "p.j2").splitlines(keepends=True) == [
-        line for line in theirs if not line.startswith("index ")]
+    assert unified_diff(old, new, "p.j2").splitlines(keepends=True) == git_diff_lines(tmp_path, "p.j2", old, new)
 
 
 def test_a_one_line_change_is_one_line_of_the_patch_in_a_long_repetitive_file(tmp_path):

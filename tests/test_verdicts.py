@@ -700,15 +700,12 @@ def test_a_base_version_git_cannot_filter_is_an_error_not_new(pytester, openai_s
 def test_cli_warnings_read_as_warnings_not_python_source_locations(pytester, openai_server):
     """A shared cache that cannot be used is said on the command line as ``warning: ...``,
     with the secret in its URL masked, and the run goes on."""
-    import socket
+    from tests.support.redis_server import free_port
 
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     project(pytester, openai_server.url)
     write_template(pytester, "prompts/x.j2", GOOD, samples=5)
     result = lpo_ci(pytester.path, "eval", "prompts/x.j2", "--no-base",
-                    env={"LPO_CI_CACHE_URL": f"redis://:hunter2@127.0.0.1:{port}/0"})
+                    env={"LPO_CI_CACHE_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"})
     assert result.returncode == 0, result.stdout + result.stderr
     lines = (result.stdout + result.stderr).splitlines()
     assert any(line.startswith("warning: response cache redis://:***@127.0.0.1") for line in lines), lines
