@@ -61,6 +61,10 @@ def refused_list(exc: BaseException) -> bool:
     return isinstance(status, int) and status in _REFUSAL_STATUSES
 
 
+class BatchWarning(UserWarning):
+    """``batch_size`` asked for lists of prompts and the server showed it takes one per request."""
+
+
 class PromptBatcher:
     """Sends the prompts waiting at the same time as one request.
 
@@ -138,8 +142,13 @@ class PromptBatcher:
         one prompt per request, unless a prompt alone was refused the same way as the list (a
         prompt too long for the model, say): then the refusal was that prompt's, and lists stay on."""
         results = await asyncio.gather(*(self._send([prompt]) for prompt, _ in chunk), return_exceptions=True)
-        if not any(_refused_alike(result, refusal) for result in results):
+        if self.refused is None and not any(_refused_alike(result, refusal) for result in results):
             self.refused = f"{type(refusal).__name__}: {str(refusal).strip()[:200]}"
+            import warnings
+
+            warnings.warn(BatchWarning(
+                f"the model server refused a list of {len(chunk)} prompts ({self.refused}); this run sends "
+                "one prompt per request: set batch_size = 1 for this server"), stacklevel=1)
         for (_, future), result in zip(chunk, results):
             if future.done():
                 continue

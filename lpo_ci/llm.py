@@ -227,6 +227,14 @@ def _is_transient(litellm, exc: BaseException) -> bool:
 _PRICE_CHECKED: set[tuple[str, str]] = set()
 
 
+def text_endpoint(litellm, params: ModelParams, router=None) -> bool:
+    """Whether calls go to an OpenAI-compatible ``/v1/completions`` endpoint, the one kind that
+    takes several prompts in a request: completion mode, no router, and a model litellm sends
+    there."""
+    return params.mode == "completion" and router is None \
+        and _text_completion_model(litellm, params.model) is not None
+
+
 def _text_completion_model(litellm, model: str) -> str | None:
     """The name litellm sends a completion-mode call for ``model`` under when that is the
     OpenAI-compatible ``/v1/completions`` endpoint (which takes a list of prompts), else None.
@@ -407,8 +415,7 @@ class ModelClient:
     async def _call_with_retries(self, prompt: str) -> Completion:
         if self._litellm is None:
             self._litellm = import_litellm()
-            self._text_endpoint = (self.params.mode == "completion" and self.router is None
-                                   and _text_completion_model(self._litellm, self.params.model) is not None)
+            self._text_endpoint = text_endpoint(self._litellm, self.params, self.router)
             self._batcher = self._make_batcher()
         litellm = self._litellm
         started = time.perf_counter()

@@ -35,9 +35,8 @@ def is_base_model(model: str) -> bool:
 
     if local_model.is_local(model) or model.split("/", 1)[0] in TEXT_COMPLETION_PROVIDERS:
         return True
-    bundled = _bundled_model_map()
-    if bundled is not None and not any(isinstance(entry, dict) and entry.get("mode") == "completion"
-                                       for entry in (bundled.get(model), bundled.get(model.split("/", 1)[-1]))):
+    completion = _bundled_completion_models()
+    if completion is not None and model not in completion and model.split("/", 1)[-1] not in completion:
         return False  # no completion entry under either name: litellm's answer too, without importing it
     from .llm import import_litellm
 
@@ -48,9 +47,10 @@ def is_base_model(model: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _bundled_model_map() -> dict | None:
-    """litellm's bundled model map, read without importing litellm; None once litellm is imported
-    (ask it) or told to use another map. Importing litellm takes seconds: asked for every model,
+def _bundled_completion_models() -> frozenset[str] | None:
+    """The names litellm's bundled model map lists in completion mode, read without importing
+    litellm (only the names are kept, not the 3.5 MB map); None when litellm was imported
+    first (ask it) or is told to use another map. Importing litellm takes seconds: asked for every model,
     it ran in the foreground of every run's set-up (a warm rerun with no call to make, too)
     instead of in the background import (``llm.start_litellm_import``). The file reads in a
     tenth of a second and settles the common case, a model it lists in no completion entry;
@@ -69,7 +69,9 @@ def _bundled_model_map() -> dict | None:
         if not locations:  # not installed, or not a package
             return None
         folder = Path(next(iter(locations)))
-        return json.loads((folder / "model_prices_and_context_window_backup.json").read_text(encoding="utf-8"))
+        entries = json.loads((folder / "model_prices_and_context_window_backup.json").read_text(encoding="utf-8"))
+        return frozenset(name for name, entry in entries.items()
+                         if isinstance(entry, dict) and entry.get("mode") == "completion")
     except Exception:  # noqa: BLE001 - another layout: ask litellm itself
         return None
 

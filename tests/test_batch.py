@@ -14,10 +14,10 @@ import re
 
 import pytest
 
-from lpo_ci.batch import apportion
+from lpo_ci.batch import BatchWarning, apportion
 from lpo_ci.breaker import CircuitBreaker
 from lpo_ci.cache import ResponseCache, cache_key
-from lpo_ci.llm import ModelClient, ModelParams, Usage, import_litellm
+from lpo_ci.llm import ModelClient, ModelParams, Usage, import_litellm, text_endpoint
 from tests.support.openai_server import fake_openai_server
 
 _NUMBER = re.compile(r"Question (\d+):")
@@ -132,7 +132,9 @@ def test_a_server_that_refuses_lists_gets_one_prompt_per_request(tmp_path):
     with fake_openai_server(answer=echo_number, list_prompts="refuse") as server:
         c = client(server, tmp_path)
         prompts = questions(30)
-        results = asyncio.run(c.complete_all(prompts))
+        with pytest.warns(BatchWarning, match="refused a list of 8 prompts.*one prompt per request") as said:
+            results = asyncio.run(c.complete_all(prompts))
+        assert len([w for w in said if issubclass(w.category, BatchWarning)]) == 1  # said once
         check_answers(prompts, results)
         assert all(r.attempts == 1 for r in results)  # a refused list is not an attempt that failed
         lists = [size for size in server.request_sizes if size > 1]
@@ -147,7 +149,8 @@ def test_a_server_that_answers_only_the_first_prompt_of_a_list_is_caught(tmp_pat
     with fake_openai_server(answer=echo_number, list_prompts="first") as server:
         c = client(server, tmp_path, concurrency=8)
         prompts = questions(20)
-        results = asyncio.run(c.complete_all(prompts))
+        with pytest.warns(BatchWarning, match="BatchMismatch"):
+            results = asyncio.run(c.complete_all(prompts))
         check_answers(prompts, results)  # no answer shifted onto another prompt
         assert "BatchMismatch" in c._batcher.refused
         assert server.requests == 1 + 20  # the list, then every prompt alone
@@ -202,15 +205,10 @@ def test_chat_mode_and_other_providers_send_one_prompt_per_request(tmp_path):
     litellm = import_litellm()
     for model, mode in [("openai/fake", "chat"), ("openai/gpt-4o", "completion"),
                         ("ollama/llama3", "completion"), ("lpo-local/gemma", "completion")]:
-        assert not _text_endpoint(litellm, model, mode), model
+        assert not text_endpoint(litellm, ModelParams(model=model, mode=mode)), model
     for model in ("openai/fake", "text-completion-openai/fake", "text-completion-openai/gpt-3.5-turbo-instruct"):
-        assert _text_endpoint(litellm, model, "completion"), model
-
-
-def _text_endpoint(litellm, model: str, mode: str) -> bool:
-    from lpo_ci.llm import _text_completion_model
-
-    return mode == "completion" and _text_completion_model(litellm, model) is not None
+        assert text_endpoint(litellm, ModelParams(model=model, mode="completion")), model
+        assert not text_endpoint(litellm, ModelParams(model=model, mode="completion"), router=object())
 
 
 def test_a_priced_model_s_cost_is_shared_out_and_sums_to_the_request_s(tmp_path):

@@ -275,12 +275,13 @@ def test_a_suggestion_states_the_evidence_of_the_route_that_accepted_it():
     pick = Finalist(origin="swap", changes="'a' -> 'b'", dev=None, heldout=1.0, improved=3, worsened=0,
                     p_value=0.125, below_base=0, bound=0.09, accepted=True, strength="moderate", undone=0,
                     changed_tokens=1, source="b")
-    moderate = Search._evidence_text(choose_route(3, 32, gate, True, 0.05, 2), pick)
+    moderate = Search._evidence_text(choose_route(3, 32, gate, True, 0.05, 2), pick, 0.975)
     assert moderate.startswith("at most 9.0% worse than the base") and "(p = 0.00012)" in moderate
-    strong = Search._evidence_text(choose_route(9, 32, gate, True, 0.05, 2), pick)
+    assert "(97.5% bound)" in moderate  # the level the bound was taken at: alpha 0.05 over 2 candidates
+    strong = Search._evidence_text(choose_route(9, 32, gate, True, 0.05, 2), pick, 0.975)
     assert strong.startswith("p = 0.125 (one-sided exact McNemar against the head")
     with pytest.raises(ValueError, match="the none route accepts no candidate"):  # nothing to state: no route
-        Search._evidence_text(choose_route(3, 24, gate, True, 0.05, 2), pick)
+        Search._evidence_text(choose_route(3, 24, gate, True, 0.05, 2), pick, 0.975)
 
 
 def test_assessment_under_each_route():

@@ -24,8 +24,7 @@ Routes and the strength they give a suggestion:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from ..stats import mcnemar_one_sided
 
@@ -143,7 +142,6 @@ class Route:
 
     name: str
     statement: str                      # what the data can show, in words
-    best_p: float | None = None
 
     @property
     def strength(self) -> str:
@@ -153,10 +151,14 @@ class Route:
 @dataclass(kw_only=True)
 class NonInferiorityRoute(Route):
     """Judged against the base: only a gate that showed base >> head makes that route, so it carries
-    the gate's evidence and the margin taken from it."""
+    the gate's evidence, and the margin is taken from it."""
 
-    margin: float                       # how much worse than the base a candidate may be (share of examples)
     gate: GateEvidence
+
+    @property
+    def margin(self) -> float:
+        """How much worse than the base a candidate may be (share of examples): half the gate's drop."""
+        return self.gate.drop / 2
 
 
 def choose_route(head_wrong: int, n_heldout: int, gate: GateEvidence | None, has_base: bool,
@@ -166,7 +168,7 @@ def choose_route(head_wrong: int, n_heldout: int, gate: GateEvidence | None, has
     if p <= alpha / tested:
         return Route(SUPERIORITY, f"the head is wrong on {head_wrong} of {n_heldout} held-out examples: a fix "
                                   f"can reach p = {p:.2g} (needs p <= {alpha / tested:.3g} with {tested} "
-                                  f"candidates tested, Holm)", best_p=p)
+                                  f"candidates tested, Holm)")
     cannot = (f"the head is wrong on only {head_wrong} of {n_heldout} held-out examples, so no candidate can "
               f"beat it significantly (best possible p = {p:.2g})")
     if gate is not None and has_base and gate.p_value < alpha and gate.drop > 0:
@@ -179,10 +181,10 @@ def choose_route(head_wrong: int, n_heldout: int, gate: GateEvidence | None, has
                                  f"p = {gate.p_value:.2g}), so a candidate is accepted when it beats "
                                  f"the head on held-out and is not {margin:.1%} (half the drop) or more "
                                  f"worse than the base there (moderate evidence)",
-                best_p=p, margin=margin, gate=gate)
+                gate=gate)
         cannot += (f"; nor can {n_heldout} held-out examples bound a candidate within {margin:.1%} of the base")
     return Route(NO_ROUTE, f"{cannot}: any result is weak evidence and will not be suggested; "
-                           f"more examples in the dataset would help", best_p=p)
+                           f"more examples in the dataset would help")
 
 
 @dataclass
@@ -197,7 +199,6 @@ class Assessment:
     bound: float | None = None     # upper bound on the share below the base
     accepted: bool = False
     strength: str = "none"
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def assess(route: Route, head_right: set, base_right: set | None, candidates: list[set], n: int,

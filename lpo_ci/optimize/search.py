@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from ..editable import EditableTemplate, align
@@ -54,7 +54,8 @@ class OptimizeOptions:
     optimizer_model: str | None = None
     finalists: int = 2                  # candidates tested on held-out, the revert among them
     fluency: bool | None = None         # the fluency guard; None: on when the embedded model is installed
-    fluency_threshold: float | None = None  # nats per token; None: the calibrated default
+    # the changed lines' threshold, nats per token (None: 0.75); the words after an edit keep theirs (1.8)
+    fluency_threshold: float | None = None
     budget: Budget = field(default_factory=Budget)
 
 
@@ -104,8 +105,6 @@ class Finalist:
     source: str
 
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return asdict(self)
 
 
@@ -138,8 +137,6 @@ class OptimizationResult:
     fluency: dict[str, Any] = field(default_factory=dict)  # the guard's counts
 
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return asdict(self)
 
 
@@ -625,7 +622,8 @@ class Search:
             f"held-out accuracy {head_acc:.1%} -> {pick.heldout:.1%}"
         if accepted:
             result.status = "suggested"
-            result.reason = f"{summary}, {self._evidence_text(route, pick)}"
+            level = 1 - self.options.alpha / max(1, len(finalists_tested))  # the bound's, as assess took it
+            result.reason = f"{summary}, {self._evidence_text(route, pick, level)}"
             result.patch = patch.unified_diff(head.source, pick.source, self.relpath)
             result.suggestions = [{"path": self.relpath, "start_line": s.start_line, "end_line": s.end_line,
                                    "replacement": s.replacement, "body": s.block()}
@@ -640,13 +638,14 @@ class Search:
         return self._finish(result)
 
     @staticmethod
-    def _evidence_text(route: Route, pick: Finalist) -> str:
-        """Why the accepted ``pick`` is suggested, in the words of the route that accepted it."""
+    def _evidence_text(route: Route, pick: Finalist, level: float) -> str:
+        """Why the accepted ``pick`` is suggested, in the words of the route that accepted it;
+        ``level`` is the confidence of its bound (1 - alpha / candidates tested, as assessed)."""
         if route.name == evidence.SUPERIORITY:
             return (f"p = {pick.p_value:.3g} (one-sided exact McNemar against the head, Holm-corrected over "
                     f"the candidates tested; strong evidence)")
         if isinstance(route, NonInferiorityRoute) and pick.bound is not None:
-            return (f"at most {pick.bound:.1%} worse than the base on held-out (95% bound) while the gate "
+            return (f"at most {pick.bound:.1%} worse than the base on held-out ({level:.1%} bound) while the gate "
                     f"showed base >> head (p = {route.gate.p_value:.2g}): moderate evidence (non-inferiority)")
         raise ValueError(f"the {route.name} route accepts no candidate")
 

@@ -84,7 +84,10 @@ class JudgeScorer:
         return f"judge-1-{self.client.params.model}-{self.rubric_digest}"
 
     def __call__(self, response: str, target: str, example: Any = None) -> Score:
-        return asyncio.run(self.ascore(response, target, example))
+        from ..llm import closing_clients
+
+        # a loop of its own: the clients made on it are closed with it
+        return asyncio.run(closing_clients(self.ascore(response, target, example)))
 
     async def ascore(self, response: str, target: str, example: Any = None) -> Score:
         variables = dict(example_variables(example))
