@@ -418,10 +418,12 @@ SALAD = BE_BRIEF.replace("Be brief and exact. Answer True or False in one word."
 def bigram_scorer(good: set[tuple[str, str]]):
     """A stand-in judge: a word following a word it often follows is likely, and so is a full
     stop after any word; any other word is not."""
-    async def score(context: str, text: str) -> list[float]:
-        words = re.findall(r"\w+|[^\w\s]", text)
+    async def score(context: str, text: str) -> list[tuple[str, float]]:
+        pieces = re.findall(r"\s*(?:\w+|[^\w\s])", text)  # a word with the space before it, as tokens come
+        words = [piece.strip() for piece in pieces]
         previous = (re.findall(r"\w+|[^\w\s]", context) or [""])[-1:]
-        return [-1.0 if (a, b) in good or b == "." else -9.0 for a, b in zip(previous + words, words)]
+        return [(piece, -1.0 if (a, b) in good or b == "." else -9.0)
+                for piece, a, b in zip(pieces, previous + words, words)]
     return score
 
 

@@ -29,14 +29,14 @@ CONTEXT_LINES = 12       # lines of text before the edit the judge reads
 COMMENT = re.compile(r"\{#.*?#\}\n?", re.DOTALL)
 WORD = re.compile(r"\s*\S+|\s+$")  # a word with the white space before it: they join back to the text
 
-Scorer = Callable[[str, str], Awaitable[list[float]]]
+Scorer = Callable[[str, str], Awaitable[list[tuple[str, float]]]]  # (token's text, log-probability)
 
 
-async def local_scorer(context: str, text: str) -> list[float]:
-    """Per-token log-probabilities from the embedded model."""
+async def local_scorer(context: str, text: str) -> list[tuple[str, float]]:
+    """Per-token log-probabilities from the embedded model, with each token's text."""
     from ..local_model import token_logprobs_async
 
-    return [t.logprob for t in await token_logprobs_async(context, text)]
+    return [(t.token, t.logprob) for t in await token_logprobs_async(context, text)]
 
 
 @dataclass
@@ -72,14 +72,32 @@ class FluencyGuard:
     checked: int = 0
     rejected: int = 0
     worst: list[dict] = field(default_factory=list)  # the rejected lines, for the report
-    _memo: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
+    _memo: dict[tuple[str, str], list[tuple[str, float]]] = field(default_factory=dict, repr=False)
 
-    async def mean(self, context: str, text: str) -> float:
+    async def tokens(self, context: str, text: str) -> list[tuple[str, float]]:
         key = (context, text)
         if key not in self._memo:
-            values = await (self.scorer or local_scorer)(context, text)
-            self._memo[key] = sum(values) / len(values) if values else 0.0
+            self._memo[key] = await (self.scorer or local_scorer)(context, text)
         return self._memo[key]
+
+    async def mean(self, context: str, text: str) -> float:
+        values = [value for _, value in await self.tokens(context, text)]
+        return sum(values) / len(values) if values else 0.0
+
+    async def span_mean(self, context: str, text: str, start: int, end: int) -> float:
+        """The mean over the tokens of ``text[start:end]``, read from the pass over the whole
+        of ``text`` (a causal model gives them the same values): no forward pass of its own,
+        unless the tokens' text does not line up with ``text``."""
+        tokens = await self.tokens(context, text)
+        if "".join(piece for piece, _ in tokens).endswith(text[start:]):
+            values, at = [], len(text)
+            for piece, value in reversed(tokens):  # offsets from the end: the first token may hold context
+                at -= len(piece)
+                if start <= at + len(piece) / 2 < end:
+                    values.append(value)
+            if values:
+                return sum(values) / len(values)
+        return await self.mean(context + text[:start], text[start:end])
 
     def _from_base(self, lines: list[str]) -> bool:
         """The candidate's lines appear, in order and whole, in the base version."""
@@ -112,8 +130,11 @@ class FluencyGuard:
             if old_at == i1 and self.after_words:  # the same place in both: do the words after still read?
                 edit = split_edit(old_text, new_text, self.after_words)
                 if edit.after.strip():
-                    judgement.after_head = await self.mean(head_context + edit.before + edit.old, edit.after)
-                    judgement.after_candidate = await self.mean(cand_context + edit.before + edit.new, edit.after)
+                    at_head, at_cand = len(edit.before + edit.old), len(edit.before + edit.new)
+                    judgement.after_head = await self.span_mean(head_context, old_text, at_head,
+                                                                at_head + len(edit.after))
+                    judgement.after_candidate = await self.span_mean(cand_context, new_text, at_cand,
+                                                                     at_cand + len(edit.after))
             judgements.append(judgement)
         return judgements
 
