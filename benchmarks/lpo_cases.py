@@ -23,6 +23,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lpo_bench import ROOT, direct_prompt, exemplars
 
@@ -134,12 +135,27 @@ GUIDANCE = (
 )
 
 
-def literal_tokens(parts: Parts) -> int:
-    """Tokens of the template's own text (no spec, no input), by the embedded model's tokenizer."""
+def template_tokens(source: str, variable: str = "input") -> int:
+    """Tokens of a template's own text (no spec, no ``variable``), by the embedded model's tokenizer."""
     from lpo_ci import local_model
 
-    text = parts.source().split("#}\n", 1)[1].replace("{{ input }}", "")
+    text = source.split("#}\n", 1)[1].replace("{{ %s }}" % variable, "")
     return len(local_model.load().tokenize(text.encode("utf-8"), add_bos=False))
+
+
+def literal_tokens(parts: Parts) -> int:
+    return template_tokens(parts.source())
+
+
+def in_turn(guidance, shots) -> list[tuple[str, Any]]:
+    """Guidance lines and exemplars taken in turn: the order a prompt is padded in."""
+    pool: list[tuple[str, Any]] = []
+    for k in range(max(len(guidance), len(shots))):
+        if k < len(guidance):
+            pool.append(("guidance", guidance[k]))
+        if k < len(shots):
+            pool.append(("shot", shots[k]))
+    return pool
 
 
 def padded_parts(task: str, target: int, option_text: bool = False) -> Parts:
@@ -150,12 +166,7 @@ def padded_parts(task: str, target: int, option_text: bool = False) -> Parts:
     instruction, published = exemplars(task)
     extra = tail_shots(task, 40)
     parts = Parts(task, instruction.split("\n")[0], tuple(published[:1]), option_text=option_text)
-    pool = [("shot", s) for s in published[1:]]
-    for k in range(max(len(GUIDANCE), len(extra))):
-        if k < len(GUIDANCE):
-            pool.append(("guidance", GUIDANCE[k]))
-        if k < len(extra):
-            pool.append(("shot", extra[k]))
+    pool = [("shot", s) for s in published[1:]] + in_turn(GUIDANCE, extra)
     for kind, item in pool:
         grown = parts.replace(guidance=parts.guidance + (item,)) if kind == "guidance" else \
             parts.replace(shots=parts.shots + (item,))
@@ -278,35 +289,23 @@ REVIEW_GUIDANCE = (
 )
 
 
-def _review_tokens(text: str) -> int:
-    from lpo_ci import local_model
-
-    literal = text.split("#}\n", 1)[1].replace("{{ review }}", "")
-    return len(local_model.load().tokenize(literal.encode("utf-8"), add_bos=False))
-
-
 def sentiment_length_variants(lengths: list[int], kinds: list[str]) -> list[Case]:
     """The example's regressions inside its prompt padded to about each length (names carry it):
     the published instruction and four exemplars, then guidance lines and hand-written
     exemplars in turn while they fit. The injected change touches the same four exemplars."""
     out = []
+    pool = in_turn(REVIEW_GUIDANCE, EXTRA_REVIEWS)
     for length in lengths:
         guidance: list[str] = []
         extra: list[tuple[str, str]] = []
-        pool = []
-        for k in range(max(len(REVIEW_GUIDANCE), len(EXTRA_REVIEWS))):
-            if k < len(REVIEW_GUIDANCE):
-                pool.append(("guidance", REVIEW_GUIDANCE[k]))
-            if k < len(EXTRA_REVIEWS):
-                pool.append(("shot", EXTRA_REVIEWS[k]))
         for kind, item in pool:
             grown_g, grown_e = (guidance + [item], extra) if kind == "guidance" else (guidance, extra + [item])
-            if _review_tokens(sentiment_variants(grown_g, grown_e)[0].base) > length * 1.1:
+            if template_tokens(sentiment_variants(grown_g, grown_e)[0].base, "review") > length * 1.1:
                 continue
             guidance, extra = grown_g, grown_e
         for case in sentiment_variants(guidance, extra, label=f"@{length}"):
             if case.name.split("/")[1] in kinds:
-                case.note += f" ({_review_tokens(case.base)}-token prompt)"
+                case.note += f" ({template_tokens(case.base, 'review')}-token prompt)"
                 out.append(case)
     return out
 
