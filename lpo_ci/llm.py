@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field, replace
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -446,10 +446,7 @@ class ModelClient:
                     continue
                 return Completion(text=None, error=_describe(exc), attempts=attempt,
                                   latency=time.perf_counter() - started)
-            return Completion(text=answer.text, prompt_tokens=answer.prompt_tokens,
-                              completion_tokens=answer.completion_tokens, cost=answer.cost,
-                              latency=time.perf_counter() - started, attempts=attempt,
-                              model_id=answer.model_id, system_fingerprint=answer.system_fingerprint)
+            return replace(answer, latency=time.perf_counter() - started, attempts=attempt)
 
     def _make_batcher(self) -> PromptBatcher | None:
         """A batcher when several prompts can share a request: batch_size > 1 and a model that
@@ -459,7 +456,7 @@ class ModelClient:
             return None
         return PromptBatcher(self.batch_size, lambda prompts: self._answers(self._litellm, prompts))
 
-    async def _answers(self, litellm, prompts: list[str]) -> list[Answer]:
+    async def _answers(self, litellm, prompts: list[str]) -> list[Completion]:
         """One request for ``prompts`` (one prompt, or a list in completion mode): one answer
         each. The circuit breaker counts requests, whatever the number of prompts in them."""
         try:
@@ -540,20 +537,9 @@ async def _close_text_clients(loop: asyncio.AbstractEventLoop) -> None:
             await client.close()
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What the model said to one prompt, with that prompt's share of its request's usage."""
-
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    model_id: str | None = None
-    system_fingerprint: str | None = None
-
-
-def _read_answers(litellm, response, prompts: list[str], mode: str) -> list[Answer]:
-    """One answer per prompt from a litellm response. For a list of prompts, choice ``i``
+def _read_answers(litellm, response, prompts: list[str], mode: str) -> list[Completion]:
+    """One answer per prompt from a litellm response, with that prompt's share of the request's
+    usage (latency and attempts are the caller's to fill in). For a list of prompts, choice ``i``
     answers prompt ``i`` (``BatchMismatch`` if the choices do not line up), and the
     request's tokens and cost are shared out so that they sum to what the server reported."""
     if not response.choices:
@@ -586,6 +572,6 @@ def _read_answers(litellm, response, prompts: list[str], mode: str) -> list[Answ
     costs = [cost] if len(prompts) == 1 else [cost * t / total if total else cost / len(prompts) for t in tokens]
     model_id = getattr(response, "model", None) or None
     fingerprint = getattr(response, "system_fingerprint", None) or None
-    return [Answer(text=text, prompt_tokens=pt, completion_tokens=ct, cost=c, model_id=model_id,
-                   system_fingerprint=fingerprint)
+    return [Completion(text=text, prompt_tokens=pt, completion_tokens=ct, cost=c, model_id=model_id,
+                       system_fingerprint=fingerprint)
             for text, pt, ct, c in zip(texts, prompt_tokens, completion_tokens, costs)]
