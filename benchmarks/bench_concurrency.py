@@ -480,14 +480,17 @@ def variants_to_measure(args, parser) -> list[Variant]:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in ("chat", "completion") for m in modes):
         parser.error("--modes: a comma-separated list of chat and completion")
-    sizes = sorted({int(b) for b in args.batch_size.split(",") if b.strip()} or {1})
+    try:
+        sizes = sorted({int(b) for b in args.batch_size.split(",") if b.strip()} or {1})
+    except ValueError:
+        sizes = [0]
     if sizes[0] < 1:
-        parser.error("--batch-size: positive integers")
+        parser.error("--batch-size: positive integers, comma-separated")
     variants = []
     for mode in modes:
         for size in (sizes if mode == "completion" else [1]):
             variants.append(Variant(f"this {mode}" + (f" batch {size}" if size > 1 else ""), None, mode, size))
-        if args.baseline_code and mode in (args.baseline_modes or args.modes).split(","):
+        if args.baseline_code and mode in [m.strip() for m in (args.baseline_modes or args.modes).split(",")]:
             baseline = Path(args.baseline_code).resolve()
             if not (baseline / "lpo_ci" / "__init__.py").is_file():
                 parser.error(f"--baseline-code: no lpo_ci package in {baseline}")
@@ -570,13 +573,15 @@ def main(argv: list[str] | None = None) -> int:
     problems: list[str] = []
     missed: list[str] = []
 
-    def check(run: Run, what: str, prompts: int) -> None:
+    def check(run: Run, what: str, prompts: int, batched: int = 0) -> None:
         if run.returncode != 0:
             problems.append(f"{what} exited {run.returncode}: {run.stderr.strip()[-800:]}")
         elif run.accuracy != 1.0:
             problems.append(f"{what}: accuracy {run.accuracy}, expected 1.0")
         if run.prompts != prompts:
             problems.append(f"{what} sent {run.prompts} prompts to the server, expected {prompts}")
+        elif batched and prompts > batched and run.requests >= prompts:
+            problems.append(f"{what} sent its {prompts} prompts one a request: nothing was batched")
 
     def one_example(variant: Variant, on=None, latency: float | None = None) -> Run:
         """The fixed cost: interpreter start, imports (litellm included), data, 1 request, report."""
@@ -615,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
             one = one_example(variant, on=instant, latency=0.0)
             many = run_cli(instant, project, samples=args.samples, concurrency=args.concurrency,
                            cache_dir=new_cache(), latency=0.0, report=report, variant=variant)
-            check(many, f"{variant.label}: 0 ms cold run", args.samples)
+            check(many, f"{variant.label}: 0 ms cold run", args.samples,
+                  variant.batch_size if variant.batch_size > 1 else 0)
             per_call[variant].append((many.client_cpu - one.client_cpu) / (args.samples - 1))
         median = {v: statistics.median(values) for v, values in per_call.items()}
         today = next((v for v in variants if not is_this(v) and v.mode == "chat"), None)
@@ -648,7 +654,8 @@ def main(argv: list[str] | None = None) -> int:
                 warm = run_cli(server, project, samples=args.samples, concurrency=concurrency,
                                cache_dir=cache_dir, latency=args.latency, report=report, variant=variant)
                 after = one_example(variant)
-                check(cold, f"{variant.label} c={concurrency} cold run", args.samples)
+                check(cold, f"{variant.label} c={concurrency} cold run", args.samples,
+                      variant.batch_size if variant.batch_size > 1 else 0)
                 check(warm, f"{variant.label} c={concurrency} warm rerun", 0)
                 startup = (before.wall + after.wall) / 2 - args.latency
                 startup_cpu = (before.client_cpu + after.client_cpu) / 2
