@@ -90,12 +90,16 @@ def template(line: str, shot: tuple[str, str]) -> str:
     return TEMPLATE.format(line=line, q=shot[0], a=shot[1], cue="A:")
 
 
-async def measure(after_words: int) -> list[dict]:
+async def measure(after_words: int, guards: dict) -> list[dict]:
+    """Every case judged with ``after_words``; ``guards`` keeps one guard per head, so its
+    forward passes serve every number of words."""
     from lpo_ci.optimize.fluency import FluencyGuard
 
     rows = []
     for label, head_line, cand_line, shot in CASES:
-        guard = FluencyGuard(template(head_line, shot), after_words=after_words)
+        head = template(head_line, shot)
+        guard = guards.setdefault(head, FluencyGuard(head))
+        guard.after_words = after_words
         (judgement,) = await guard.judge(template(cand_line, shot))
         rows.append({"label": label, "head": head_line, "candidate": cand_line, "after_words": after_words,
                      "head_ll": judgement.head, "candidate_ll": judgement.candidate, "drop": judgement.drop,
@@ -128,9 +132,10 @@ def main() -> int:
     from lpo_ci.optimize.fluency import DEFAULT_AFTER_THRESHOLD, DEFAULT_AFTER_WORDS, DEFAULT_THRESHOLD
 
     line_t, after_t = DEFAULT_THRESHOLD, DEFAULT_AFTER_THRESHOLD
-    every = []
+    every: list[dict] = []
+    guards: dict = {}
     for after_words in sorted({0, DEFAULT_AFTER_WORDS, *(int(w) for w in args.after_words.split(","))}):
-        rows = asyncio.run(measure(after_words))
+        rows = asyncio.run(measure(after_words, guards))
         every += rows
         labelled = sum(r["label"] != "mild" for r in rows)
         if after_words == 0:
