@@ -10,7 +10,7 @@ token (head minus candidate, nats) is printed, with the threshold that separates
 labelled groups by the widest margin: for the changed lines' question alone, and for the
 second question (do the N words after the edit still read as well?) beside it.
 
-    nice -n 10 python benchmarks/bench_lpo_fluency.py [--after-words 1,2,3,5] [--json out.json]
+    nice -n 10 python benchmarks/bench_lpo_fluency.py [--after-words 1,2,3,5] [--cost] [--json out.json]
 """
 
 from __future__ import annotations
@@ -123,11 +123,42 @@ def best(errors) -> float:
     return ties[len(ties) // 2]
 
 
+def guard_cost() -> None:
+    """What the guard costs a search: every one-word swap and deletion of a long instruction
+    checked against the head, with the forward passes counted and the time taken."""
+    import time
+
+    from lpo_ci.local_model import token_logprobs
+    from lpo_ci.optimize.fluency import FluencyGuard, local_scorer
+
+    head = template(BE_BRIEF, BOOL)
+    words = BE_BRIEF.split(" ")
+    candidates = []
+    for i in range(1, len(words) - 1):
+        swapped = words[:i] + [words[i + 1], words[i]] + words[i + 2:]
+        dropped = words[:i] + words[i + 1:]
+        candidates += [head.replace(BE_BRIEF, " ".join(swapped)), head.replace(BE_BRIEF, " ".join(dropped))]
+    passes = 0
+
+    async def counted(context: str, text: str):
+        nonlocal passes
+        passes += 1
+        return await local_scorer(context, text)
+
+    token_logprobs("", "warm up")  # the model's load is not the guard's cost
+    guard = FluencyGuard(head, scorer=counted)
+    started = time.perf_counter()
+    passed = sum(asyncio.run(guard.check(c)) is None for c in candidates)
+    print(f"guard cost: {len(candidates)} candidates, {passes} forward passes, "
+          f"{time.perf_counter() - started:.1f} s, {passed} pass")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--after-words", default="1,2,3,5",
                         help="numbers of words after the edit to compare (0: the lines' question alone)")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--cost", action="store_true", help="also time the guard on a search's worth of edits")
     args = parser.parse_args()
     from lpo_ci.optimize.fluency import DEFAULT_AFTER_THRESHOLD, DEFAULT_AFTER_WORDS, DEFAULT_THRESHOLD
 
@@ -159,6 +190,8 @@ def main() -> int:
         for row in misclassified(rows, line_t, after_t):
             print(f"  on the wrong side: {row['label']} edit {row['candidate']}")
         print()
+    if args.cost:
+        guard_cost()
     dump(args.json, every)
     return 0
 
